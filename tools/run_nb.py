@@ -1,0 +1,55 @@
+"""Execute notebooks in place, keeping outputs, skipping cells whose flags (settings.ini `tst_flags`) are not asked for.
+
+This is how the committed outputs (plots, tables) are produced; nbdev_test runs the same cells with IN_TEST=1.
+Usage: python tools/run_nb.py nbs/00_sinkhorn.ipynb [more.ipynb ...] [--flags "cuda slow"] [--only-flagged]
+--only-flagged runs every unflagged cell but writes back only the outputs of the flagged cells it ran
+(used on the GPU machine, so CPU-made plots stay as they were and GPU tables are filled in).
+Then runs nbdev_clean on each notebook.
+"""
+import os, sys, time, subprocess, configparser
+from pathlib import Path
+from execnb.nbio import read_nb, write_nb
+from execnb.shell import CaptureShell
+
+ROOT = Path(__file__).resolve().parent.parent
+
+def tst_flags():
+    cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini')
+    return set(cfg['DEFAULT'].get('tst_flags', '').split())
+
+def directives(src):
+    return {l.strip()[2:].strip().split()[0] for l in src.splitlines() if l.strip().startswith('#|') and l.strip()[2:].strip()}
+
+def run(path, flags=(), only_flagged=False):
+    path = Path(path).resolve()
+    skip = tst_flags() - set(flags)
+    nb = read_nb(path)
+    def no_eval(cell):
+        if cell.cell_type != 'code': return True
+        if 'nbdev_export' + '(' in cell.source: return True
+        return bool(directives(cell.source) & skip)
+    keep = {}
+    if only_flagged:
+        keep = {i: c.get('outputs', []) for i, c in enumerate(nb.cells) if c.cell_type == 'code' and not (directives(c.source) & set(flags))}
+    shell = CaptureShell(path)
+    t = time.time()
+    cwd = os.getcwd(); os.chdir(path.parent)
+    try: shell.run_all(nb, exc_stop=True, preproc=no_eval)
+    except Exception:
+        sys.stderr.write(shell.prettytb(fname=path) + '\n'); return 1
+    finally: os.chdir(cwd)
+    for i, outs in keep.items(): nb.cells[i]['outputs'] = outs
+    for c in nb.cells:
+        if c.cell_type == 'code' and no_eval(c) and not only_flagged and not c.get('outputs'): c['outputs'] = []
+    write_nb(nb, path)
+    subprocess.run(['nbdev_clean', '--fname', str(path)], check=False)
+    print(f'{path.name}: ran in {time.time()-t:.1f} s')
+    return 0
+
+def main(argv=sys.argv[1:]):
+    flags = argv[argv.index('--flags')+1].split() if '--flags' in argv else []
+    only = '--only-flagged' in argv
+    paths = [a for i, a in enumerate(argv) if a.endswith('.ipynb')]
+    return max([run(p, flags, only) for p in paths] or [0])
+
+if __name__ == '__main__': sys.exit(main())
