@@ -4,6 +4,7 @@ This is how the committed outputs (plots, tables) are produced; nbdev_test runs 
 Usage: python tools/run_nb.py nbs/00_sinkhorn.ipynb [more.ipynb ...] [--flags "cuda slow"] [--only-flagged]
 --only-flagged runs every unflagged cell but writes back only the outputs of the flagged cells it ran
 (used on the GPU machine, so CPU-made plots stay as they were and GPU tables are filled in).
+--keep-going records a failing cell's error in its output and goes on (used on the GPU machine to see every failure).
 Then runs nbdev_clean on each notebook.
 """
 import os, sys, time, subprocess, configparser
@@ -20,7 +21,7 @@ def tst_flags():
 def directives(src):
     return {l.strip()[2:].strip().split()[0] for l in src.splitlines() if l.strip().startswith('#|') and l.strip()[2:].strip()}
 
-def run(path, flags=(), only_flagged=False):
+def run(path, flags=(), only_flagged=False, keep_going=False):
     path = Path(path).resolve()
     skip = tst_flags() - set(flags)
     nb = read_nb(path)
@@ -34,22 +35,26 @@ def run(path, flags=(), only_flagged=False):
     shell = CaptureShell(path)
     t = time.time()
     cwd = os.getcwd(); os.chdir(path.parent)
-    try: shell.run_all(nb, exc_stop=True, preproc=no_eval)
+    try: shell.run_all(nb, exc_stop=not keep_going, preproc=no_eval)
     except Exception:
         sys.stderr.write(shell.prettytb(fname=path) + '\n'); return 1
     finally: os.chdir(cwd)
+    errors = [i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+    for i in errors:
+        err = next(o for o in nb.cells[i]['outputs'] if o.get('output_type') == 'error')
+        print(f'{path.name}: cell {i} failed: {err.get("ename")}: {str(err.get("evalue"))[:300]}')
     for i, outs in keep.items(): nb.cells[i]['outputs'] = outs
     for c in nb.cells:
         if c.cell_type == 'code' and no_eval(c) and not only_flagged and not c.get('outputs'): c['outputs'] = []
     write_nb(nb, path)
     subprocess.run(['nbdev_clean', '--fname', str(path)], check=False)
-    print(f'{path.name}: ran in {time.time()-t:.1f} s')
-    return 0
+    print(f'{path.name}: ran in {time.time()-t:.1f} s' + (f', {len(errors)} failing cells' if errors else ''))
+    return 1 if errors else 0
 
 def main(argv=sys.argv[1:]):
     flags = argv[argv.index('--flags')+1].split() if '--flags' in argv else []
-    only = '--only-flagged' in argv
+    only, keep = '--only-flagged' in argv, '--keep-going' in argv
     paths = [a for i, a in enumerate(argv) if a.endswith('.ipynb')]
-    return max([run(p, flags, only) for p in paths] or [0])
+    return max([run(p, flags, only, keep) for p in paths] or [0])
 
 if __name__ == '__main__': sys.exit(main())
