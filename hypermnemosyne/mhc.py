@@ -244,7 +244,8 @@ class HyperConnection(nn.Module):
     (`H_res·streams + H_postᵀ·f(norm(H_pre·streams), *args, **kwargs)`), or `(new_streams, extra)` when `f` returns `(y, extra)`.
     Orientation: out stream i = sum_j H_res[i, j] · in stream j. The wrapper owns the sublayer's pre-norm
     (an `nn.RMSNorm(dim)` with weight, when `norm=True`). Set `hc.record = True` to keep the last detached coefficients
-    in `hc.last` (dict with `h_pre [b,t,n]`, `h_post [b,t,n]`, `h_res [b,t,n,n]`)."""
+    in `hc.last` (dict with `h_pre [b,t,n]`, `h_post [b,t,n]`, `h_res [b,t,n,n]`). `hc.impl`: None (Triton kernels on
+    CUDA, torch elsewhere), 'torch' or 'triton' (on the CPU: the Triton interpreter, for tests)."""
     def __init__(self, dim: int, n_streams: int = 4, mode: str = 'mhc', dynamic: bool = True, layer_idx: int = 0,
                  sinkhorn_iters: int = 20, bias_init: str = 'soft', norm: bool = True, eps: float = 1e-6):
         super().__init__()
