@@ -122,4 +122,13 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path):
     sums = [[x['param_sum'] for x in lg if 'param_sum' in x][-1] for lg in logs]
     assert sums[0] == sums[1]                                                           # weights stayed in sync
     assert sorted(ev) == [2, 4] and ckpt_steps(run) == [2, 4]
-    assert not (run / 'ckpt' / 'step_000004' / 'rank1').exists()
+    # DDP resume: stop after 2 steps, resume under torchrun: the same losses as the uninterrupted DDP run
+    run2 = tmp_path / 'ddp2'
+    base = [a if a != str(run) else str(run2) for a in cmd if a != '--rank_logs']
+    r = subprocess.run(base + ['--stop_after', '2'], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and ckpt_steps(run2) == [2], r.stderr[-3000:]
+    r = subprocess.run(base + ['--resume'], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    tr2, ev2 = metrics(run2)
+    assert {s: x['loss'] for s, x in tr2.items()} == {s: x['loss'] for s, x in tr.items()}
+    assert ev2[4]['val_loss'] == ev[4]['val_loss']
