@@ -14,9 +14,9 @@ from .core import get_device, device_name
 # %% auto #0
 __all__ = ['ABL_QUESTIONS', 'ABL_ARMS', 'GPU_COMMAND', 'arm_questions', 'trainer_supports_adamw_only', 'arm_spec',
            'retrieval_accuracy', 'composite_gains', 'ttl_switch_name', 'task_logits', 'answer_accuracy',
-           'passkey_batch', 'mqar_pairs_for', 'task_finetune', 'memory_tasks', 'memory_grad_clip', 'run_arm',
-           'probe_step_time', 'probe_concurrent', 'ablation_parser', 'run_ablations', 'load_results', 'arm_metric',
-           'summarize', 'paired_diff', 'verdicts']
+           'passkey_batch', 'mqar_pairs_for', 'task_finetune', 'memory_tasks', 'run_arm', 'probe_step_time',
+           'probe_concurrent', 'ablation_parser', 'run_ablations', 'load_results', 'arm_metric', 'summarize',
+           'paired_diff', 'verdicts']
 
 # %% ../nbs/11_ablations.ipynb #b217c8db
 ABL_QUESTIONS = {
@@ -111,8 +111,7 @@ def composite_gains(model, ids: torch.Tensor) -> dict | None:
 # %% ../nbs/11_ablations.ipynb #8975115a
 def _ttl_state(model, batch: int, ttl: bool):
     st = model.allocate_state(batch)
-    if hasattr(st, 'update_memory'): st.update_memory = ttl
-    st.ttl = ttl
+    st.update_memory = ttl
     return st
 
 def ttl_switch_name(model) -> str | None:
@@ -215,21 +214,6 @@ def memory_tasks(model, seq_len: int, n: int = 16, seed: int = 10_000, batch_siz
     return out
 
 # %% ../nbs/11_ablations.ipynb #b682aafa
-@contextlib.contextmanager
-def memory_grad_clip(max_grad_norm: float | None):
-    """LOCAL WORKAROUND (see the text above): while active, every `NeuralMemory` built gets `max_grad_norm` (the clip of its
-    inner gradient steps) unless one was given. `None` or 0 leaves the model exactly as it ships."""
-    from hypermnemosyne.memory import NeuralMemory
-    if not max_grad_norm:
-        yield; return
-    orig = NeuralMemory.__init__
-    def init(self, *args, **kw):
-        orig(self, *args, **kw)
-        if self.max_grad_norm is None: self.max_grad_norm = float(max_grad_norm)
-    NeuralMemory.__init__ = init
-    try: yield
-    finally: NeuralMemory.__init__ = orig
-
 def _curve(run_dir, max_points: int = 300) -> dict:
     from hypermnemosyne.train import read_metrics
     try: tr, ev = read_metrics(run_dir)
@@ -270,7 +254,7 @@ def run_arm(arm: str, seed: int = 0, preset: str = 'tiny', steps: int = 100, bat
         res.update(status='not_run', reason=spec['reason']); return write()
     if run_dir.exists():
         import shutil; shutil.rmtree(run_dir)
-    cfg = TrainConfig(preset=preset, model=spec['model'], out=str(run_dir), steps=n_steps, batch_size=batch_size,
+    cfg = TrainConfig(preset=preset, model={**spec['model'], 'mem_max_grad_norm': mem_max_grad_norm or None}, out=str(run_dir), steps=n_steps, batch_size=batch_size,
                       seq_len=seq_len, muon_lr=m_lr, adamw_lr=a_lr, warmup=max(1, n_steps // 10), eval_every=eval_every,
                       eval_batches=eval_batches, ckpt_every=0, keep_last=1, seed=seed, corpus=corpus,
                       max_corpus_mb=max_corpus_mb, device=str(dev), progress=False, **spec['train'])
@@ -278,7 +262,7 @@ def run_arm(arm: str, seed: int = 0, preset: str = 'tiny', steps: int = 100, bat
     def cb(step, row, model): keep['model'] = model
     t0 = time.time()
     try:
-        with memory_grad_clip(mem_max_grad_norm): s = train(cfg, callback=cb)
+        s = train(cfg, callback=cb)
     except NonFiniteLoss as e:
         res.update(status='diverged', reason=str(e), curve=_curve(run_dir), train_wall_s=round(time.time() - t0, 2))
         return write()
