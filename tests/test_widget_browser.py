@@ -13,11 +13,15 @@ CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 def _free_port():
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
-def _notebook(path):
-    src = ["import torch\n", "from hypermnemosyne.model import HMConfig, HyperMnemosyne\n",
-           "from hypermnemosyne.data import ByteTokenizer\n", "from hypermnemosyne.generate import GenerationWidget\n",
-           "torch.manual_seed(0)\n", "model = HyperMnemosyne(HMConfig.preset('tiny')).eval()\n",
-           "w = GenerationWidget(model, ByteTokenizer(), prompt='', max_new_tokens=48)\n", "w"]
+def _notebook(path, run_dir=None):
+    "A notebook that shows the widget for an untrained `tiny` model, or for a trained run (`HM_WIDGET_RUN`, for the docs screenshot)."
+    if run_dir:
+        build = [f"from hypermnemosyne.train import load_run\n", f"model, tok, _ = load_run({str(run_dir)!r})\n"]
+    else:
+        build = ["from hypermnemosyne.model import HMConfig, HyperMnemosyne\n", "from hypermnemosyne.data import ByteTokenizer\n",
+                 "torch.manual_seed(0)\n", "model, tok = HyperMnemosyne(HMConfig.preset('tiny')).eval(), ByteTokenizer()\n"]
+    src = ["import torch\n", *build, "from hypermnemosyne.generate import GenerationWidget\n",
+           "w = GenerationWidget(model, tok, prompt='', max_new_tokens=48)\n", "w"]
     nb = dict(cells=[dict(cell_type='code', execution_count=None, id='c1', metadata={}, outputs=[], source=src)],
               metadata=dict(kernelspec=dict(display_name='Python 3', language='python', name='python3')), nbformat=4, nbformat_minor=5)
     path.write_text(json.dumps(nb))
@@ -28,7 +32,7 @@ def lab(tmp_path):
         if os.environ.get('CI'): pytest.fail('chromium is missing in CI: .ci/run should have installed it')
         pytest.skip('Debian chromium not installed (apt-get install chromium)')
     port, token = _free_port(), secrets.token_hex(16)
-    _notebook(tmp_path / 'widget_demo.ipynb')
+    _notebook(tmp_path / 'widget_demo.ipynb', os.environ.get('HM_WIDGET_RUN'))
     env = {**os.environ, 'JUPYTER_CONFIG_DIR': str(tmp_path / 'cfg'), 'JUPYTER_DATA_DIR': str(tmp_path / 'data'),
            'JUPYTER_RUNTIME_DIR': str(tmp_path / 'rt'), 'OMP_NUM_THREADS': '1'}
     proc = subprocess.Popen([sys.executable, '-m', 'jupyterlab', '--no-browser', '--ip=127.0.0.1', f'--port={port}',
