@@ -219,9 +219,12 @@ def _curve(run_dir, max_points: int = 300) -> dict:
     try: tr, ev = read_metrics(run_dir)
     except ValueError: return dict(train=[], val=[])
     k = max(1, math.ceil(len(tr) / max_points))
-    return dict(train=[[r['step'], r['loss']] for r in tr[::k]] + ([[tr[-1]['step'], tr[-1]['loss']]] if tr and (len(tr) - 1) % k else []),
-                val=[[r['step'], r['val_loss'], r['val_bpb']] for r in ev],
-                grad_norm=[[r['step'], r['grad_norm']] for r in tr[::k]])
+    c = dict(train=[[r['step'], r['loss']] for r in tr[::k]] + ([[tr[-1]['step'], tr[-1]['loss']]] if tr and (len(tr) - 1) % k else []),
+             val=[[r['step'], r['val_loss'], r['val_bpb']] for r in ev],
+             grad_norm=[[r['step'], r['grad_norm']] for r in tr[::k]])
+    for key in ('jepa', 'mean_pairwise_cos'):     # the JEPA arm's own loss and its collapse monitor
+        if tr and key in tr[0]: c[key] = [[r['step'], r[key]] for r in tr[::k]] + ([[tr[-1]['step'], tr[-1][key]]] if (len(tr) - 1) % k else [])
+    return c
 
 def run_arm(arm: str, seed: int = 0, preset: str = 'tiny', steps: int = 100, batch_size: int = 8, seq_len: int = 128,
             out='ablation_results/run', work=None, device=None, deep_layers: int = 24, deep_lr_mult: float = 4.0,
@@ -529,6 +532,8 @@ def summarize(results: dict) -> list[dict]:
             row['val_bpb'] = fmt(*arm_metric(rs, arm, lambda r: r['val_bpb'])[:2])
             row['retr_top1'] = fmt(*arm_metric(rs, arm, lambda r: r['retrieval']['enc_top1'])[:2], 2)
             row['pred_top1'] = fmt(*arm_metric(rs, arm, lambda r: r['retrieval']['pred_top1'])[:2], 2)
+            row['retr_top5'] = fmt(*arm_metric(rs, arm, lambda r: r['retrieval']['enc_top5'])[:2], 2)
+            row['pred_top5'] = fmt(*arm_metric(rs, arm, lambda r: r['retrieval']['pred_top5'])[:2], 2)
             if any('tasks' in r for r in mine):
                 for i, mult in enumerate((1, 4, 16)):
                     row[f'passkey_{mult}x'] = fmt(*arm_metric(rs, arm, lambda r: r['tasks']['passkey']['acc']['ttl_on'][i])[:2], 2)
@@ -572,6 +577,11 @@ def _cmp(rs, a, b, fn, what, lower_better=True, digits=3):
             f'paired difference {d:+.{digits}f} ± {sd:.{digits}f} over {len(ds)} seeds '
             f'({", ".join(f"{x:+.{digits}f}" for x in ds)}): {verdict}.')
 
+def _loss_spike(r):
+    "Largest rise of the training loss above its running minimum (0 for a loss that never goes back up)."
+    y = np.array([x[1] for x in r['curve']['train']], dtype=float)
+    return float(np.max(y - np.minimum.accumulate(y))) if len(y) else None
+
 def _status(rs, arm):
     st = [r.get('status') for r in rs if r.get('arm') == arm]
     return f'{arm}: ' + (', '.join(f'{st.count(k)} {k}' for k in ('ok', 'diverged', 'not_run', 'failed') if st.count(k)) or 'not in this set')
@@ -586,8 +596,21 @@ def verdicts(rs: list[dict]) -> dict[str, list[str]]:
         if m is not None: v.append(f'{arm}: largest composite backward gain over depth {m:.3g} ± {s:.2g} (worst token; 1 = no amplification).')
     out['hyper-connections'] = v
     v = [_status(rs, a) for a in ('deep_residual', 'deep_hc', 'deep_mhc')]
-    if any(r.get('arm', '').startswith('deep_') for r in rs):
+    deep = [r for r in rs if r.get('arm', '').startswith('deep_')]
+    if deep:
+        d0, ref = deep[0], next((r for r in rs if r.get('arm') == 'mhc' and r.get('muon_lr')), None)
+        nl = (d0.get('model_overrides') or {}).get('n_layers')
+        base_steps = sorted({r.get('steps') for r in rs if r.get('steps') and not r.get('arm', '').startswith('deep_')})
+        v.insert(0, f'setup: {nl} blocks ({2 * nl if nl else "?"} sublayers), learning rates '
+                    + (f'{d0["muon_lr"] / ref["muon_lr"]:g}x those of the base arms' if ref and d0.get('muon_lr') else 'raised')
+                    + f', {d0.get("steps")} steps (base arms: {"/".join(map(str, base_steps)) or "none"}): '
+                    'compare the deep arms with each other only.')
+        bad = [f'{r["arm"]} seed {r.get("seed")} {r.get("status")}' for r in deep if r.get('status') != 'ok']
+        v.append(f'{len(deep) - len(bad)} of {len(deep)} deep runs finished with a finite loss'
+                 + (f'; not finished: {", ".join(bad)}.' if bad else ': none diverged, so this set does not separate the three on divergence.'))
         v += [_cmp(rs, 'deep_mhc', 'deep_residual', bpb, 'deep val bpb'), _cmp(rs, 'deep_mhc', 'deep_hc', bpb, 'deep val bpb')]
+        v.append(_cmp(rs, 'deep_mhc', 'deep_residual', _loss_spike, 'largest training-loss spike (rise above the running minimum)'))
+        v.append(_cmp(rs, 'deep_hc', 'deep_residual', _loss_spike, 'largest training-loss spike (rise above the running minimum)'))
         for arm in ('deep_hc', 'deep_mhc'):
             m, s, n = arm_metric(rs, arm, lambda r: max(r['composite_gain']['max']['bwd']))
             if m is not None: v.append(f'{arm}: largest composite backward gain {m:.3g} ± {s:.2g}.')
@@ -622,10 +645,29 @@ def verdicts(rs: list[dict]) -> dict[str, list[str]]:
     if errs: v.append('evaluations that failed (see the JSONs): ' + '; '.join(errs))
     out['memory'] = v
     v = [_cmp(rs, 'jepa', 'mhc', bpb, 'val bpb (JEPA on vs off)')]
-    for key, lab in (('enc_top1', 'Enc(doc)'), ('pred_top1', 'Pred(doc)')):
-        v.append(_cmp(rs, 'jepa', 'mhc', lambda r: r['retrieval'][key], f'docstring->code top-1 retrieval from {lab}', lower_better=False, digits=3))
+    keys = (('enc_top1', 'Enc(doc)', 1), ('pred_top1', 'Pred(doc)', 1), ('enc_top5', 'Enc(doc)', 5), ('pred_top5', 'Pred(doc)', 5))
+    for key, lab, k in keys:
+        v.append(_cmp(rs, 'jepa', 'mhc', lambda r: r['retrieval'][key], f'docstring->code top-{k} retrieval from {lab}', lower_better=False, digits=3))
     ch = arm_metric(rs, 'mhc', lambda r: r['retrieval']['chance'])[0]
-    if ch is not None: v.append(f'chance level for retrieval: {ch:.3f}.')
+    if ch is not None:
+        v.append(f'chance level for retrieval: top-1 {ch:.3f}, top-5 {min(1.0, 5 * ch):.3f}.')
+        # an accuracy over n pairs is a count of hits: within chance + 2 binomial standard deviations it is not above chance
+        n = arm_metric(rs, 'mhc', lambda r: r['retrieval']['n'])[0] or 1 / ch
+        lim = {k: min(1.0, k * ch) + 2 * math.sqrt(min(1.0, k * ch) * (1 - min(1.0, k * ch)) / n) for k in (1, 5)}
+        best = [(arm_metric(rs, a, lambda r: r['retrieval'][key])[0], lim[k]) for a in ('jepa', 'mhc') for key, _, k in keys]
+        if any(b is not None for b, _ in best) and all(b is None or b <= l for b, l in best):
+            v.append(f'every retrieval accuracy of both arms is within 2 binomial standard deviations of chance ({n:.0f} pairs: '
+                     f'top-1 up to {lim[1]:.3f}, top-5 up to {lim[5]:.3f}; one hit = {1 / n:.3f}): at this scale neither the '
+                     'plain LM nor the JEPA term gives embeddings that find a docstring\'s code, so this set shows no retrieval '
+                     'benefit of JEPA' + (', and a difference of a few hits called clear above is within that noise.'
+                                          if any('on every seed' in l for l in v[1:1 + len(keys)]) else '.'))
+    m0 = arm_metric(rs, 'jepa', lambda r: r['curve']['mean_pairwise_cos'][0][1])
+    m1 = arm_metric(rs, 'jepa', lambda r: r['curve']['mean_pairwise_cos'][-1][1])
+    j0 = arm_metric(rs, 'jepa', lambda r: r['curve']['jepa'][0][1]); j1 = arm_metric(rs, 'jepa', lambda r: r['curve']['jepa'][-1][1])
+    if m1[0] is not None:
+        v.append(f'JEPA collapse monitor (mean pairwise cosine of the view embeddings, 1 = all identical): {m0[0]:.2f} at the '
+                 f'first step, {m1[0]:.3f} ± {m1[1]:.3f} at the last' + (f'; the JEPA loss fell from {j0[0]:.3f} to {j1[0]:.4f}' if j1[0] is not None else '')
+                 + (': the JEPA term was met largely by collapsing the embeddings.' if m1[0] > 0.9 else '.'))
     out['jepa'] = v
     st = [r for r in rs if r.get('arm') == 'adamw']
     if st and all(r.get('status') == 'not_run' for r in st): out['optimizer'] = [f'not run: {st[0].get("reason")}']

@@ -19,7 +19,7 @@ __all__ = ['CKPT_DIR', 'TrainConfig', 'lr_factor', 'save_checkpoint', 'list_chec
            'prune_checkpoints', 'load_checkpoint', 'config_mismatch', 'memory_param_names', 'freeze_for_stage',
            'build_optimizer', 'count_bytes', 'evaluate', 'task_accuracy', 'task_batches', 'NonFiniteLoss',
            'unused_parameters', 'train', 'load_run', 'read_metrics', 'plot_run', 'train_parser', 'config_from_args',
-           'hm_train']
+           'hm_train', 'LivePlot']
 
 # %% ../nbs/08_train.ipynb #cd7dce02
 _SCHEDULES = ('cosine', 'wsd', 'constant')
@@ -738,3 +738,38 @@ def hm_train(argv=None) -> int:
         keys = ('status', 'step', 'loss', 'val_loss', 'val_bpb', 'params', 'tokens_per_s', 'wall_s', 'checkpoint')
         print('hm_train: ' + ', '.join(f'{k}={s[k]:.4g}' if isinstance(s.get(k), float) else f'{k}={s.get(k)}' for k in keys if k in s))
     return 130 if s['status'] == 'interrupted' else 0
+
+# %% ../nbs/08_train.ipynb #d0d93b34
+class LivePlot:
+    "Training callback that redraws the loss curve in place in a notebook (`train(cfg, callback=LivePlot(run_dir=cfg.out))`)."
+    def __init__(self, every: int = 20, run_dir=None, smooth: int = 10, title: str = 'training loss'):
+        if every < 1: raise ValueError(f'every={every} must be >= 1 (redraw every that many steps)')
+        self.every, self.run_dir, self.smooth, self.title = every, run_dir, smooth, title
+        self.steps, self.loss, self._handle = [], [], None
+
+    def __call__(self, step: int, row: dict, model=None):
+        if row.get('loss') is not None: self.steps.append(step); self.loss.append(float(row['loss']))
+        if step % self.every == 0: self.draw()
+
+    def figure(self):
+        "The current plot as a matplotlib Figure (train loss, its running mean, validation loss when known)."
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=(6, 3), dpi=80); ax = fig.add_subplot()
+        ax.plot(self.steps, self.loss, color='tab:blue', alpha=0.3, lw=1, label='train')
+        if len(self.loss) >= self.smooth:
+            k = self.smooth; sm = np.convolve(self.loss, np.ones(k) / k, mode='valid')
+            ax.plot(self.steps[k - 1:], sm, color='tab:blue', lw=1.5, label=f'train (mean of {k})')
+        if self.run_dir is not None and (Path(self.run_dir) / 'metrics.jsonl').exists():
+            _, ev = read_metrics(self.run_dir)
+            if ev: ax.plot([r['step'] for r in ev], [r['val_loss'] for r in ev], 'o-', color='tab:red', label='validation')
+        ax.set_xlabel('step'); ax.set_ylabel('loss (nats/token)'); ax.set_title(self.title); ax.legend(loc='upper right')
+        fig.tight_layout()
+        return fig
+
+    def draw(self):
+        "Show or update the plot in the notebook (a no-op outside IPython)."
+        try: from IPython.display import display
+        except ImportError: return
+        fig = self.figure()
+        if self._handle is None: self._handle = display(fig, display_id=True)
+        else: self._handle.update(fig)
