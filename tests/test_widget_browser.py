@@ -63,7 +63,12 @@ def test_widget_generates_coloured_tokens_in_a_browser(lab):
         page.get_by_text('| Idle').first.wait_for(timeout=90_000)
         page.get_by_text('Run', exact=True).first.click()
         page.get_by_text('Run All Cells', exact=True).first.click()
-        page.locator('.widget-button', has_text='Generate').wait_for(timeout=120_000)
+        try: page.locator('.widget-button', has_text='Generate').wait_for(timeout=120_000)
+        except Exception:
+            page.screenshot(path=str(shot.with_name('widget_failed.png')), full_page=True)
+            outs = page.locator('.jp-OutputArea-output').all_inner_texts()
+            raise AssertionError(f'the widget did not render; cell outputs: {outs!r}; kernel status: '
+                                 f'{page.locator(".jp-StatusBar-TextItem").all_inner_texts()!r}; screenshot {shot.with_name("widget_failed.png")}')
         box = page.locator('.widget-textarea textarea').first
         box.fill('def greet(name):')
         page.locator('.widget-button', has_text='Generate').click()
