@@ -97,6 +97,14 @@ def _check_hparams(lr, momentum, weight_decay, ns_steps, adjust_lr):
     if not (isinstance(ns_steps, int) and ns_steps >= 0): raise ValueError(f'ns_steps must be an int >= 0, got {ns_steps!r}')
     if adjust_lr not in ADJUST_LR: raise ValueError(f'adjust_lr must be one of {ADJUST_LR}, got {adjust_lr!r}')
 
+def _closure_then_groups(opt, closure, group_step):
+    "Shared body of `step`: evaluate `closure` (with grad) if given, then `group_step(opt.state, group)` for each group."
+    loss = None
+    if closure is not None:
+        with torch.enable_grad(): loss = closure()
+    for group in opt.param_groups: group_step(opt.state, group)
+    return loss
+
 @torch.no_grad()
 def _muon_group_step(state, group):
     "One Muon step for every parameter with a gradient in `group` (bucketed by shape/dtype/device)."
@@ -143,11 +151,7 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad(): loss = closure()
-        for group in self.param_groups: _muon_group_step(self.state, group)
-        return loss
+        return _closure_then_groups(self, closure, _muon_group_step)
 
 # %% ../nbs/05_muon.ipynb #d7dd66db
 _SSM_NAMES = {'A_log', 'A', 'D', 'dt_bias'}
@@ -312,12 +316,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad(): loss = closure()
-        for group in self.param_groups:
-            (_muon_group_step if group['use_muon'] else _adamw_group_step)(self.state, group)
-        return loss
+        return _closure_then_groups(self, closure, lambda st, g: (_muon_group_step if g['use_muon'] else _adamw_group_step)(st, g))
 
 # %% ../nbs/05_muon.ipynb #3c7ac722
 def base_hidden_shapes(d_model: int = 768, n_blocks: int = 12, expand: int = 2, d_state: int = 128, headdim: int = 64,
