@@ -15,4 +15,4 @@ for nb in "${nbs[@]}"; do
   timeout 200 python3 tools/run_nb.py "$nb" --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -5
 done
 tar czf "$OUT/nbs.tar.gz" "${nbs[@]}"
-timeout 240 python3 -c "from hypermnemosyne.bench import hm_bench; hm_bench.__wrapped__(out='$OUT/bench_h100.json')" 2>&1 | tee "$OUT/bench_log.txt" | tail -60
+timeout 240 python3 -c "from hypermnemosyne.bench import bench_main; bench_main(out='$OUT/bench_h100.json')" 2>&1 | tee "$OUT/bench_log.txt" | tail -60
