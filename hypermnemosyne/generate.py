@@ -56,7 +56,7 @@ class GenerationResult:
     prompt_surprise: list          # per prompt token
     state: object = field(default=None, repr=False)   # the final ModelState: pass it back in to continue
 
-def _surprise(state, t: int | None = None):
+def _surprise(state):
     "Mean over memory layers of the last call's per-token surprise `[b, t]` (None without memory layers)."
     s = [m.surprise for m in getattr(state, 'memory', []) if m is not None and m.surprise is not None]
     return None if not s else torch.stack([x.float() for x in s]).mean(0)
@@ -215,10 +215,9 @@ class GenerationWidget:
             stream = generate_stream(self.model, ids, self.max_tokens.value, self.temperature.value, k, self.top_p.value,
                                      None, self.ttl.value, self.state, (tok.eos_id,), self._stop.is_set, info)
             for i, (t, s) in enumerate(stream):
-                gen_ids.append(t); gen_s.append(s)
-                if i % 4 == 0 or i + 1 == self.max_tokens.value:
-                    self._render(pieces + [tok.decode([x]) for x in gen_ids], info.get('prompt_surprise', []) + gen_s)
-            self._render(pieces + [tok.decode([x]) for x in gen_ids], info.get('prompt_surprise', []) + gen_s)
+                gen_ids.append(t); gen_s.append(s); pieces.append(tok.decode([t]))
+                if i % 4 == 0: self._render(pieces, info.get('prompt_surprise', []) + gen_s)
+            self._render(pieces, info.get('prompt_surprise', []) + gen_s)
             self.state = info.get('state')
             p_s = info.get('prompt_surprise', [])
             if any(not math.isnan(x) for x in p_s + gen_s): self.plot.value = surprise_plot_png(p_s, gen_s)
