@@ -361,6 +361,35 @@ def _peak_gb(fn, dev):
     torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); fn(); torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() / 2**30
 
+def _vs_titans(layer, tm, x, dev, reps, tag) -> dict:
+    """Our layer vs titans-pytorch's `NeuralMemory` on the same input, both in fp32 (titans-pytorch's TorchScript-fused
+    ops failed to compile under bf16 autocast (nvrtc) on our H100 image). At `[8, 4096]` titans-pytorch ran out of the
+    H100's 80 GB, so on OOM both are measured again on a shorter sequence (same batch), halving until one fits; the row
+    names the shape the two were compared at."""
+    name, b, err = device_name(dev), x.shape[0], None
+    t = x.shape[1]
+    while t >= 1:
+        xs = x[:, :t]
+        try:
+            tref = _fwd_bwd(tm, xs, dev, amp=False)
+            t_ms = time_fn(tref, device=dev, **reps); t_peak = _peak_gb(tref, dev)
+            o32 = _fwd_bwd(layer, xs, dev, amp=False)
+            o_ms = time_fn(o32, device=dev, **reps); o_peak = _peak_gb(o32, dev)
+            return dict(component=f'{tag} [{b},{t}] fp32 vs titans-pytorch', ours_ms=o_ms, ref_ms=t_ms, ratio=t_ms / o_ms,
+                        device=name, tokens_per_s=b * t / o_ms * 1e3, ref_tokens_per_s=b * t / t_ms * 1e3, peak_GB=o_peak,
+                        ref_peak_GB=t_peak, compiled=layer.memory.compile,
+                        note='' if t == x.shape[1] else f'titans-pytorch OOM at [{b},{x.shape[1]}]: compared at [{b},{t}]')
+        except torch.OutOfMemoryError as e:
+            err = type(e).__name__; tref = o32 = None     # keep no reference to the traceback's tensors
+            tm.zero_grad(set_to_none=True); layer.zero_grad(set_to_none=True)
+            if dev.type == 'cuda': torch.cuda.empty_cache()
+            t //= 2
+        except Exception as e:
+            return dict(component=f'{tag} [{b},{t}] vs titans-pytorch', ours_ms=None, ref_ms=None, ratio=None, device=name,
+                        note=f'titans-pytorch failed: {type(e).__name__}: ' + ' '.join(str(e).split())[-160:])
+    return dict(component=f'{tag} vs titans-pytorch', ours_ms=None, ref_ms=None, ratio=None, device=name,
+                note=f'out of memory at every length ({err})')
+
 def bench_memory(quick: bool = False, heads: tuple | None = None) -> list[dict]:
     "MemoryLayer fwd+bwd at dim 768, chunk 64, [8, 4096] vs the token loop and titans-pytorch (`quick`: tiny CPU run)."
     dev = torch.device('cpu') if quick else get_device()
@@ -401,19 +430,12 @@ def bench_memory(quick: bool = False, heads: tuple | None = None) -> list[dict]:
         try:
             torch.manual_seed(0)
             tm = TitansNM(dim=dim, chunk_size=C, batch_size=C, heads=h, dim_head=dim // h,
-                          default_model_kwargs=dict(depth=2, expansion_factor=4.)).to(dev)   # compared with our faster variant
-            # fp32 for both: titans-pytorch's TorchScript-fused ops failed to compile under bf16 autocast (nvrtc) on our H100 image
-            tref = _fwd_bwd(tm, x, dev, amp=False)
-            t_ms = time_fn(tref, device=dev, **reps); t_peak = _peak_gb(tref, dev)
-            o32 = _fwd_bwd(layer, x, dev, amp=False)
-            o_ms = time_fn(o32, device=dev, **reps); o_peak = _peak_gb(o32, dev)
-            rows.append(dict(component=tag + ' fp32 vs titans-pytorch', ours_ms=o_ms, ref_ms=t_ms, ratio=t_ms / o_ms,
-                             device=name, tokens_per_s=b * t / o_ms * 1e3, ref_tokens_per_s=b * t / t_ms * 1e3,
-                             peak_GB=o_peak, ref_peak_GB=t_peak, compiled=layer.memory.compile))
-            del tm, tref, o32
+                          default_model_kwargs=dict(depth=2, expansion_factor=4.)).to(dev)
         except Exception as e:
-            rows.append(dict(component=tag + ' vs titans-pytorch', ours_ms=ours_ms, ref_ms=None, ratio=None, device=name,
-                             note=f'titans-pytorch failed: {type(e).__name__}: ' + ' '.join(str(e).split())[-160:]))
-        del layer
+            rows.append(dict(component=tag + ' vs titans-pytorch', ours_ms=None, ref_ms=None, ratio=None, device=name,
+                             note=f'titans-pytorch NeuralMemory could not be built: {type(e).__name__}: {e}'[:200]))
+            continue
+        rows.append(_vs_titans(layer, tm, x, dev, reps, f'memory fwd+bwd d{dim} h{h} chunk{C}'))
+        del layer, tm
         if dev.type == 'cuda': torch.cuda.empty_cache()
     return rows

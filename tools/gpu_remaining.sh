@@ -1,18 +1,41 @@
 #!/usr/bin/env bash
-# The GPU work this session's device budget did not cover, as one batched command for an H100 (about 9 minutes):
-#   run(command="bash tools/gpu_remaining.sh", carry=[".whl"], timeout_s=600)
-# It re-runs the `#| cuda` cells of the notebooks whose GPU outputs are missing or stale (outputs of every other cell are
-# kept), then the full hm_bench table; everything comes back under $OUT (notebooks as a tarball).
-# 2-GPU DDP (nvidia-h200-x2):  torchrun --standalone --nproc_per_node 2 --no-python hm_train --preset small \
-#     --out /tmp/ddp --steps 60 --batch_size 8 --seq_len 1024 --eval_every 0 --ckpt_every 0   (compare tokens/s with 1 GPU)
-# Ablations on an H100: see GPU_COMMAND in nbs/11_ablations.ipynb.
+# The GPU work in batched stages, one device call each (every stage stays under the 10-minute limit of one call):
+#   run(command="bash tools/gpu_remaining.sh nbs", carry=[".whl"], timeout_s=600)     # H100
+#   nbs    re-runs the `#| cuda` cells of 03_memory, 08_train and 09_generate (outputs of every other cell are kept) and
+#          brings the notebooks back as $OUT/nbs.tar.gz
+#   bench  the full hm_bench table ($OUT/bench_h100.json; partial results are saved after each benchmark), then
+#          08_train's `#| cuda` cell alone (tools/gpu_cells.py) in the time left -> $OUT/train08.txt
+#   ablate the GPU ablation study (GPU_COMMAND in nbs/11_ablations.ipynb, under 9 minutes) -> $OUT/ablations.tar.gz
+#   ddp    2-GPU DDP on nvidia-h200-x2: tokens/s of `small` on 1 GPU vs 2 GPUs (torchrun, nccl) -> $OUT/ddp.txt
+# .whl/ is built by tools/gpu_wheels.sh.
 set -uo pipefail
+stage=${1:-nbs}
 source tools/gpu_setup.sh >/dev/null || exit 1
 printf 'import sys, types\nsys.modules.setdefault("selective_scan_cuda", types.ModuleType("selective_scan_cuda"))\n' > /tmp/site/sitecustomize.py
 mkdir -p "$OUT"
-nbs=(nbs/03_memory.ipynb nbs/08_train.ipynb nbs/09_generate.ipynb)
-for nb in "${nbs[@]}"; do
-  timeout 200 python3 tools/run_nb.py "$nb" --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -5
-done
-tar czf "$OUT/nbs.tar.gz" "${nbs[@]}"
-timeout 240 python3 -c "from hypermnemosyne.bench import bench_main; bench_main(out='$OUT/bench_h100.json')" 2>&1 | tee "$OUT/bench_log.txt" | tail -60
+printf 'import sys\nfrom hypermnemosyne.train import hm_train\nsys.exit(hm_train())\n' > /tmp/hm_train.py
+case $stage in
+nbs)
+  nbs=(nbs/03_memory.ipynb nbs/08_train.ipynb nbs/09_generate.ipynb)
+  lim=(200 150 200)
+  for i in 0 1 2; do
+    timeout ${lim[$i]} python3 tools/run_nb.py "${nbs[$i]}" --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -5
+  done
+  tar czf "$OUT/nbs.tar.gz" "${nbs[@]}" ;;
+bench)
+  timeout 470 python3 -c "from hypermnemosyne.bench import bench_main; bench_main(out='$OUT/bench_h100.json')" 2>&1 | tee "$OUT/bench_log.txt" | tail -80
+  # 08_train's `#| cuda` cell (hm_train on CUDA: bf16, with and without torch.compile) with the time that is left
+  left=$(( 575 - SECONDS )); echo "08_train cuda cell, $left s left"
+  [ $left -gt 40 ] && timeout $left python3 tools/gpu_cells.py nbs/08_train.ipynb hypermnemosyne.train 2>&1 | grep -v Warning | tee "$OUT/train08.txt" | tail -20 ;;
+ablate)
+  cmd=$(python3 -c "from hypermnemosyne.ablations import GPU_COMMAND; print(GPU_COMMAND)")
+  echo "$cmd"; timeout 560 $cmd 2>&1 | tee "$OUT/ablate_log.txt" | tail -40
+  tar czf "$OUT/ablations.tar.gz" -C /tmp hm_ablations ;;
+ddp)
+  nvidia-smi -L
+  S="--preset small --no-progress --steps 40 --warmup 3 --eval_every 0 --eval_batches 2 --ckpt_every 0 --batch_size 8 --seq_len 1024"
+  { echo "== small, 1 GPU"; timeout 200 python3 /tmp/hm_train.py $S --out /tmp/s1; echo rc=$?
+    echo "== small, 2 GPUs (DDP, nccl)"; timeout 240 torchrun --standalone --nproc_per_node 2 /tmp/hm_train.py $S --out /tmp/s2; echo rc=$?
+    python3 tools/ddp_report.py /tmp/s1 /tmp/s2; } 2>&1 | tee "$OUT/ddp.txt" | tail -40 ;;
+*) echo "unknown stage $stage (nbs, bench, ablate, ddp)"; exit 2 ;;
+esac

@@ -1,0 +1,26 @@
+"""Small edits to notebooks that hold outputs a CPU cannot remake (GPU tables), so they cannot be regenerated from drafts:
+    insert_after(nb, marker, source, cell_type='code'): add a cell after the first cell whose source contains `marker`
+    replace(nb, old, new): replace text in the one cell that contains `old` (outputs kept)
+Used from Python: `from tools.nb_edit import insert_after, replace` (run from the repository root)."""
+import json, uuid
+from pathlib import Path
+
+def _load(p): return json.loads(Path(p).read_text())
+def _save(p, nb): Path(p).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
+
+def _cell(source, cell_type):
+    c = dict(cell_type=cell_type, id=uuid.uuid4().hex[:8], metadata={}, source=source.splitlines(keepends=True))
+    if cell_type == 'code': c.update(execution_count=None, outputs=[])
+    return c
+
+def insert_after(path, marker, source, cell_type='code'):
+    nb = _load(path)
+    hits = [i for i, c in enumerate(nb['cells']) if marker in ''.join(c['source'])]
+    if len(hits) != 1: raise ValueError(f'{path}: marker {marker!r} found in {len(hits)} cells, need exactly 1')
+    nb['cells'].insert(hits[0] + 1, _cell(source, cell_type)); _save(path, nb)
+
+def replace(path, old, new):
+    nb = _load(path)
+    hits = [c for c in nb['cells'] if old in ''.join(c['source'])]
+    if len(hits) != 1: raise ValueError(f'{path}: text {old[:60]!r} found in {len(hits)} cells, need exactly 1')
+    c = hits[0]; c['source'] = ''.join(c['source']).replace(old, new).splitlines(keepends=True); _save(path, nb)
