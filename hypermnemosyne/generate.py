@@ -12,7 +12,8 @@ from .core import get_device, time_fn, device_name
 
 # %% auto #0
 __all__ = ['check_sampling', 'filter_logits', 'sample_next', 'GenerationResult', 'generate_stream', 'generate', 'generate_parser',
-           'hm_generate', 'surprise_plot_png', 'GenerationWidget', 'answer_logprob', 'bench_generate']
+           'hm_generate', 'surprise_plot_png', 'GenerationWidget', 'answer_logprob', 'bench_generate',
+           'decode_dispatch_count']
 
 # %% ../nbs/09_generate.ipynb #7160666c
 def check_sampling(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None):
@@ -274,3 +275,40 @@ def bench_generate(quick: bool = False, device=None, contexts=None, preset: str 
         rows.append(dict(component=f'generate {n_new} tokens {preset} ttl={"on" if ttl else "off"}', ours_ms=ms,
                          ref_ms=None, ratio=None, device=name, tokens_per_s=n_new * 1e3 / ms))
     return rows
+
+# %% ../nbs/09_generate.ipynb #f735dd95
+def decode_dispatch_count(model, state=None, ids=None) -> dict:
+    """Operations one `model.step` dispatches, counted at torch's dispatcher (device-independent; this is the work a
+    host-bound decode step pays for per token). `aten_ops`: all ops outside Sinkhorn; `sinkhorn_calls`: Sinkhorn
+    projections (one Triton launch each on CUDA; on the CPU the reference runs, whose `sinkhorn_ref_ops` are counted apart).
+    The step runs under `no_grad` and changes `state` like any step (default: a fresh state for one sequence)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    import hypermnemosyne.mhc as mhc
+    dev = next(model.parameters()).device
+    state = state if state is not None else model.allocate_state(1, device=dev)
+    ids = ids if ids is not None else torch.zeros(_state_batch(state), 1, dtype=torch.long, device=dev)
+    n = dict(aten_ops=0, sinkhorn_calls=0, sinkhorn_ref_ops=0)
+    inside = [False]
+    class _Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            n['sinkhorn_ref_ops' if inside[0] else 'aten_ops'] += 1
+            return func(*args, **(kwargs or {}))
+    orig = {k: getattr(mhc, k) for k in ('sinkhorn_knopp', 'sinkhorn_knopp_ref')}
+    def wrap(f):
+        def g(*a, **k):
+            n['sinkhorn_calls'] += 1; inside[0] = True
+            try: return f(*a, **k)
+            finally: inside[0] = False
+        return g
+    try:
+        for k, f in orig.items(): setattr(mhc, k, wrap(f))
+        with torch.no_grad(), _Count(): model.step(ids, state)
+    finally:
+        for k, f in orig.items(): setattr(mhc, k, f)
+    return n
+
+def _state_batch(state) -> int:
+    "Batch size of a `ModelState` (from its first mixer cache)."
+    c = state.mixer[0]
+    t = c.ssm_state if c.ssm_state is not None else c.kv.k
+    return t.shape[0]
