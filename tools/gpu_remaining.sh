@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # The GPU work in batched stages, one device call each (every stage stays under the 10-minute limit of one call):
 #   run(command="bash tools/gpu_remaining.sh nbs", carry=[".whl"], timeout_s=600)     # H100
-#   nbs    re-runs the `#| cuda` cells of 03_memory, 08_train and 09_generate (outputs of every other cell are kept) and
-#          brings the notebooks back as $OUT/nbs.tar.gz
-#   bench  the full hm_bench table ($OUT/bench_h100.json; partial results are saved after each benchmark), then
-#          08_train's `#| cuda` cell alone (tools/gpu_cells.py) in the time left -> $OUT/train08.txt
+#   nbs    re-runs the `#| cuda` cells of 07_model (outputs of every other cell are kept; back as $OUT/nbs.tar.gz),
+#          then 08_train's `#| cuda` cell alone (tools/gpu_cells.py) -> $OUT/train08.txt
+#   bench  the full hm_bench table ($OUT/bench_h100.json; partial results are saved after each benchmark)
 #   ablate the GPU ablation study (GPU_COMMAND in nbs/11_ablations.ipynb, under 9 minutes) -> $OUT/ablations.tar.gz
 #   ddp    2-GPU DDP on nvidia-h200-x2: tokens/s of `small` on 1 GPU vs 2 GPUs (torchrun, nccl) -> $OUT/ddp.txt
 # .whl/ is built by tools/gpu_wheels.sh.
@@ -16,17 +15,14 @@ mkdir -p "$OUT"
 printf 'import sys\nfrom hypermnemosyne.train import hm_train\nsys.exit(hm_train())\n' > /tmp/hm_train.py
 case $stage in
 nbs)
-  nbs=(nbs/03_memory.ipynb nbs/08_train.ipynb nbs/09_generate.ipynb)
-  lim=(200 150 200)
-  for i in 0 1 2; do
-    timeout ${lim[$i]} python3 tools/run_nb.py "${nbs[$i]}" --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -5
-  done
-  tar czf "$OUT/nbs.tar.gz" "${nbs[@]}" ;;
-bench)
-  timeout 470 python3 -c "from hypermnemosyne.bench import bench_main; bench_main(out='$OUT/bench_h100.json')" 2>&1 | tee "$OUT/bench_log.txt" | tail -80
-  # 08_train's `#| cuda` cell (hm_train on CUDA: bf16, with and without torch.compile) with the time that is left
-  left=$(( 575 - SECONDS )); echo "08_train cuda cell, $left s left"
+  # 03_memory and 09_generate ran on 2026-11-23 (outputs committed); 07_model's two cells never ran with saved outputs
+  timeout 380 python3 tools/run_nb.py nbs/07_model.ipynb --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -5
+  tar czf "$OUT/nbs.tar.gz" nbs/07_model.ipynb
+  # 08_train's `#| cuda` cell alone (its CPU cells took the whole 150 s last time): hm_train on CUDA, bf16, +/- compile
+  left=$(( 585 - SECONDS )); echo "08_train cuda cell, $left s left"
   [ $left -gt 40 ] && timeout $left python3 tools/gpu_cells.py nbs/08_train.ipynb hypermnemosyne.train 2>&1 | grep -v Warning | tee "$OUT/train08.txt" | tail -20 ;;
+bench)
+  timeout 570 python3 -c "from hypermnemosyne.bench import bench_main; bench_main(out='$OUT/bench_h100.json')" 2>&1 | tee "$OUT/bench_log.txt" | tail -80 ;;
 ablate)
   cmd=$(python3 -c "from hypermnemosyne.ablations import GPU_COMMAND; print(GPU_COMMAND)")
   echo "$cmd"; timeout 560 $cmd 2>&1 | tee "$OUT/ablate_log.txt" | tail -40
