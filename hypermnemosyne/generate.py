@@ -13,7 +13,7 @@ from .core import get_device, time_fn, device_name
 # %% auto #0
 __all__ = ['check_sampling', 'filter_logits', 'sample_next', 'GenerationResult', 'generate_stream', 'generate', 'generate_parser',
            'hm_generate', 'surprise_plot_png', 'GenerationWidget', 'answer_logprob', 'bench_generate',
-           'decode_dispatch_count']
+           'decode_dispatch_count', 'GraphedStep']
 
 # %% ../nbs/09_generate.ipynb #7160666c
 def check_sampling(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None):
@@ -73,14 +73,19 @@ def _prompt_tensor(model, prompt_ids, device):
 @torch.no_grad()
 def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: float = 1.0, top_k: int | None = None,
                     top_p: float | None = None, seed: int | None = None, ttl: bool = True, state=None,
-                    stop_ids=(), should_stop=None, info: dict | None = None):
+                    stop_ids=(), should_stop=None, info: dict | None = None, graph: bool | str = False):
     """Yield `(token_id, surprise)` per generated token. `state` (a `ModelState`) continues an earlier call; `info`
-    (a dict, optional) receives `state` and `prompt_surprise` as they become known. `should_stop()` ends early."""
+    (a dict, optional) receives `state` and `prompt_surprise` as they become known. `should_stop()` ends early.
+    `graph=True` decodes through a CUDA graph (`GraphedStep`: CUDA and `ttl=False` only; 'emulate' is its CPU stand-in for tests)."""
     if max_new_tokens < 0: raise ValueError(f'max_new_tokens={max_new_tokens} must be >= 0')
     check_sampling(temperature, top_k, top_p)     # validate before any work
+    device = next(model.parameters()).device
+    if graph not in (False, True, 'emulate'): raise ValueError(f"graph must be False, True or 'emulate', got {graph!r}")
+    if graph and ttl: raise ValueError('graph=True needs ttl=False: with test-time learning the memory buffer grows every token, '
+                                       'which a CUDA graph cannot replay')
+    if graph is True and device.type != 'cuda': raise ValueError(f'graph=True needs a CUDA device; the model is on {device}')
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     ids = _prompt_tensor(model, prompt_ids, device)
     if state is None: state = model.allocate_state(1, device=device)
     state.update_memory = ttl
@@ -91,28 +96,31 @@ def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: f
         s = _surprise(state)
         info.update(state=state, prompt_surprise=[] if s is None else s[0].tolist())
         logits = out.logits[:, -1]
+        stepper = GraphedStep(model, state.make_static(state.pos + max_new_tokens), emulate=graph == 'emulate') if graph else None
         for _ in range(max_new_tokens):
             if should_stop is not None and should_stop(): break
             nxt = sample_next(logits, temperature, top_k, top_p, gen)
-            out = model.step(nxt.view(1, 1).to(device), state)
+            step_ids = nxt.view(1, 1).to(device)
+            new_logits = stepper(step_ids) if stepper is not None else model.step(step_ids, state).logits
             s = _surprise(state)
             tok = int(nxt.item())
             yield tok, (float('nan') if s is None else float(s[0, -1]))
             if tok in stop_ids: break
-            logits = out.logits[:, -1]
+            logits = new_logits[:, -1]
     finally:
         model.train(was_training)
+        if graph: state.make_dynamic()      # a later call may continue without a graph
 
 def generate(model, prompt_ids, max_new_tokens: int = 128, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, seed: int | None = None, ttl: bool = True, state=None, tokenizer=None,
-             callback=None, stop_ids=(), should_stop=None) -> GenerationResult:
+             callback=None, stop_ids=(), should_stop=None, graph: bool | str = False) -> GenerationResult:
     "Generate a continuation of `prompt_ids` (a list/tensor of ids, or a string when `tokenizer` is given)."
     if isinstance(prompt_ids, str):
         if tokenizer is None: raise ValueError('a text prompt needs tokenizer=...; or pass token ids')
         prompt_ids = tokenizer.encode(prompt_ids)
     info, ids, sur = {}, [], []
     for tok, s in generate_stream(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, ttl, state,
-                                  stop_ids, should_stop, info):
+                                  stop_ids, should_stop, info, graph):
         ids.append(tok); sur.append(s)
         if callback is not None: callback(tok, tokenizer.decode([tok]) if tokenizer is not None else '')
     text = tokenizer.decode(ids) if tokenizer is not None else ''
@@ -265,15 +273,23 @@ def bench_generate(quick: bool = False, device=None, contexts=None, preset: str 
             st = model.allocate_state(1, device=dev); st.update_memory = ttl
             with torch.no_grad(): model(torch.randint(0, 256, (1, n), device=dev), state=st)
             tok = torch.randint(0, 256, (1, 1), device=dev)
-            ms = time_fn(model.step, tok, st, warmup=3, repeats=10 if quick else 50, device=dev)
+            reps = 10 if quick else 50
+            with torch.no_grad(): ms = time_fn(model.step, tok, st, warmup=3, repeats=reps, device=dev)
             base_ms = base_ms or ms
             rows.append(dict(component=f'decode step {preset} ttl={"on" if ttl else "off"} ctx={n}', ours_ms=ms,
                              ref_ms=None, ratio=None, device=name, growth_vs_first_ctx=ms / base_ms, tokens_per_s=1e3 / ms))
+            if not ttl and dev.type == 'cuda':    # the same step replayed from a CUDA graph (reference: eager, above)
+                gs = GraphedStep(model, st.make_static(st.pos + reps + 8))
+                g_ms = time_fn(gs, tok, warmup=3, repeats=reps, device=dev)
+                rows.append(dict(component=f'decode step {preset} ttl=off ctx={n} cuda graph', ours_ms=g_ms, ref_ms=ms,
+                                 ratio=ms / g_ms, device=name, tokens_per_s=1e3 / g_ms))
+                del gs
         n_new = 16 if quick else 256
         prompt = torch.randint(0, 256, (contexts[0],))
-        ms = time_fn(lambda: generate(model, prompt, n_new, temperature=0, ttl=ttl), warmup=1, repeats=3, device=dev)
-        rows.append(dict(component=f'generate {n_new} tokens {preset} ttl={"on" if ttl else "off"}', ours_ms=ms,
-                         ref_ms=None, ratio=None, device=name, tokens_per_s=n_new * 1e3 / ms))
+        for graph in ((False, True) if not ttl and dev.type == 'cuda' else (False,)):
+            ms = time_fn(lambda: generate(model, prompt, n_new, temperature=0, ttl=ttl, graph=graph), warmup=1, repeats=3, device=dev)
+            rows.append(dict(component=f'generate {n_new} tokens {preset} ttl={"on" if ttl else "off"}' + (' cuda graph' if graph else ''),
+                             ours_ms=ms, ref_ms=None, ratio=None, device=name, tokens_per_s=n_new * 1e3 / ms))
     return rows
 
 # %% ../nbs/09_generate.ipynb #f735dd95
@@ -312,3 +328,103 @@ def _state_batch(state) -> int:
     c = state.mixer[0]
     t = c.ssm_state if c.ssm_state is not None else c.kv.k
     return t.shape[0]
+
+# %% ../nbs/09_generate.ipynb #03d66c7e
+def _leaves(obj, path=()):
+    "`(path, value)` for every tensor and int in a decoding state, through lists and plain objects (modules skipped)."
+    if torch.is_tensor(obj) or type(obj) is int: yield path, obj
+    elif isinstance(obj, list):
+        for i, x in enumerate(obj): yield from _leaves(x, path + (i,))
+    elif obj is not None and not isinstance(obj, (torch.nn.Module, bool, float, str, tuple)) and hasattr(obj, '__dict__'):
+        for k, x in vars(obj).items(): yield from _leaves(x, path + (k,))
+
+def _get(obj, path):
+    for p in path: obj = obj[p] if isinstance(p, int) else getattr(obj, p)
+    return obj
+
+def _set(obj, path, value):
+    parent, last = _get(obj, path[:-1]), path[-1]
+    if isinstance(last, int): parent[last] = value
+    else: setattr(parent, last, value)
+
+def _ints(state) -> dict: return {p: v for p, v in _leaves(state) if type(v) is int}
+
+class GraphedStep:
+    """`model.step` replayed from a CUDA graph: one launch per token instead of thousands.
+
+    `stepper = GraphedStep(model, state)`, then `logits = stepper(ids)` for `ids [b, 1]`, exactly like
+    `model.step(ids, state).logits`. Needs test-time learning off (`state.update_memory = False`: with it on, the memory's
+    buffer grows every token and it writes every `mem_chunk` tokens, which one fixed graph cannot express) and static KV
+    caches (`state.make_static(capacity)`). The first `warmup` calls run eagerly (real steps, which also compile the
+    Triton kernels and warm cuBLAS before capture); the next call captures, and every call replays.
+
+    A graph replays kernels, not Python: a step must keep every shape and address fixed and must not compute anything
+    from a Python number that changes between tokens (the static KV cache keeps its position in a tensor for that
+    reason). State entries a step rebinds to new tensors (the memory's conv tail) are copied back into the captured ones
+    inside the graph; Python counters (positions, lengths) are advanced after each replay by what the captured step
+    changed. `emulate=True` stands in for the CUDA graph on any device, for tests, with the same semantics: "capture"
+    leaves every tensor as it was, and each "replay" re-runs the step with every Python number frozen at its capture-time
+    value, so a step that depends on one (and would be wrong inside a real graph) gives wrong logits there too."""
+    def __init__(self, model, state, warmup: int = 2, emulate: bool = False):
+        if state.update_memory:
+            raise ValueError('GraphedStep needs test-time learning off (state.update_memory = False; generate(..., ttl=False)): '
+                             'with it on, the memory buffer grows every token')
+        loose = [i for i, c in enumerate(state.mixer) if c.kv is not None and not c.kv.static]
+        if loose: raise ValueError(f'the KV caches of blocks {loose} are not static: call state.make_static(capacity) first '
+                                   '(capacity = tokens so far + tokens to generate)')
+        dev = next(model.parameters()).device
+        if not emulate and dev.type != 'cuda':
+            raise ValueError(f'CUDA graphs need a CUDA device; the model is on {dev}: use model.step (emulate=True is for tests)')
+        self.model, self.state, self.warmup, self.emulate = model, state, warmup, emulate
+        self.graph, self.replays = None, 0
+
+    @torch.no_grad()
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.warmup > 0:
+            self.warmup -= 1
+            return self.model.step(ids, self.state).logits
+        if self.graph is None: self._capture(ids)
+        full = [c.kv for c in self.state.mixer if c.kv is not None and c.kv.length + 1 > c.kv.capacity]
+        if full: raise ValueError(f'static KV cache full ({full[0].capacity} entries): make_static with a larger capacity')
+        self.ids.copy_(ids)
+        self._replay()
+        for p, d in self.delta.items(): _set(self.state, p, _get(self.state, p) + d)
+        self.replays += 1
+        return self.logits.clone()
+
+    def _capture(self, ids):
+        st, model = self.state, self.model
+        self.ids = ids.clone()
+        self.ints0 = _ints(st)
+        tens0 = {p: v for p, v in _leaves(st) if torch.is_tensor(v)}
+        def fn():
+            logits = model.step(self.ids, st).logits
+            new = [p for p, v in _leaves(st) if torch.is_tensor(v) and p not in tens0]
+            if new: raise ValueError(f'state entries {new} appeared during a step: run eager steps first (warmup >= 1)')
+            for p, t0 in tens0.items():
+                t1 = _get(st, p)
+                if t1 is t0: continue
+                if t1.shape != t0.shape or t1.dtype != t0.dtype:
+                    raise ValueError(f'state entry {p} changed from {tuple(t0.shape)} {t0.dtype} to {tuple(t1.shape)} '
+                                     f'{t1.dtype} in one step: such a step cannot be replayed from a graph')
+                t0.copy_(t1); _set(st, p, t0)
+            return logits
+        if self.emulate:
+            saved = [t.clone() for t in tens0.values()]
+            self.logits = fn()
+            for t, s in zip(tens0.values(), saved):
+                if not torch.equal(t, s): t.copy_(s)          # (unchanged ones may be expanded views: leave them)
+            self._fn, self.graph = fn, 'emulated'
+        else:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph): self.logits = fn()
+        ints1 = _ints(st)
+        self.delta = {p: ints1[p] - v for p, v in self.ints0.items() if ints1[p] != v}
+        for p, v in self.ints0.items(): _set(st, p, v)
+
+    def _replay(self):
+        if not self.emulate: self.graph.replay(); return
+        now = _ints(self.state)
+        for p, v in self.ints0.items(): _set(self.state, p, v)     # the numbers a real graph was recorded with
+        self.logits = self._fn()
+        for p, v in now.items(): _set(self.state, p, v)

@@ -250,6 +250,18 @@ class ModelState:
         self.memory = [None if s is None else s.detach() for s in self.memory]
         return self
 
+    def make_static(self, capacity: int) -> 'ModelState':
+        """Fix every cache's buffers for CUDA-graph decoding (`generate.GraphedStep`): attention KV caches get `capacity`
+        entries (prompt + tokens to generate); Mamba-2 and memory states are fixed-size already."""
+        for c in self.mixer: c.make_static(capacity)
+        return self
+
+    def make_dynamic(self) -> 'ModelState':
+        "Undo `make_static`: KV caches grow again as needed (what they hold is kept)."
+        for c in self.mixer:
+            if c.kv is not None: c.kv.make_dynamic()
+        return self
+
 class HyperMnemosyne(nn.Module):
     "The hybrid LM: embedding -> streams -> blocks -> reduce -> RMSNorm -> head."
     def __init__(self, config: HMConfig):

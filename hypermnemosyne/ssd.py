@@ -126,17 +126,54 @@ def ssd_chunked(x, dt, A, B, C, D=None, chunk_size: int = 256, initial_state=Non
 
 # %% ../nbs/02_ssd.ipynb #12a9c042
 class KVCache:
-    "Growable key/value buffers `[batch, n_heads, capacity, head_dim]` for one attention layer (capacity doubles as needed)."
+    """Growable key/value buffers `[batch, n_heads, capacity, head_dim]` for one attention layer (capacity doubles as needed).
+    `make_static(capacity)` fixes the buffers for CUDA-graph decoding: from then on the next position lives in a device
+    tensor (`index`), keys are written there in place and attention reads the whole buffer under a mask, so no shape,
+    address or Python number in a decoding step changes from one token to the next."""
     def __init__(self, batch: int, n_heads: int, head_dim: int, device=None, dtype=None):
         self.k = torch.zeros(batch, n_heads, 0, head_dim, device=device, dtype=dtype)
         self.v = torch.zeros_like(self.k)
         self.length = 0                                   # filled entries
+        self.index = None                                 # static mode: the next position, a long tensor [] (else None)
 
     @property
     def batch(self): return self.k.shape[0]
+    @property
+    def static(self) -> bool: return self.index is not None
+    @property
+    def capacity(self) -> int: return self.k.shape[2]
+
+    def make_static(self, capacity: int, base: int = 0):
+        """Fixed buffers of `capacity` entries (filled entries kept) and a device-side position; see the class doc.
+        `base`: the absolute position of entry 0 (non-zero after a sliding window dropped old entries), for RoPE."""
+        if capacity < self.length:
+            raise ValueError(f'make_static(capacity={capacity}): the cache already holds {self.length} positions; '
+                             'pass a capacity of at least the prompt length plus the tokens to generate')
+        if capacity != self.capacity:
+            nk = self.k.new_zeros(*self.k.shape[:2], capacity, self.k.shape[3]); nv = torch.zeros_like(nk)
+            nk[:, :, :self.length] = self.k[:, :, :self.length]; nv[:, :, :self.length] = self.v[:, :, :self.length]
+            self.k, self.v = nk, nv
+        self.index, self.base = torch.tensor(self.length, device=self.k.device), torch.tensor(base, device=self.k.device)
+        return self
+
+    def make_dynamic(self):
+        "Back to the growable mode (entries kept; after a static phase they still end at the latest position)."
+        self.index = self.base = None
+        return self
+
+    def _append_static(self, k, v):
+        t = k.shape[2]
+        if self.length + t > self.capacity:
+            raise ValueError(f'static KV cache full: {self.length} + {t} tokens > capacity {self.capacity}; '
+                             'allocate the state with a larger static capacity')
+        idx = self.index + torch.arange(t, device=self.index.device)
+        self.k.index_copy_(2, idx, k.detach().to(self.k.dtype)); self.v.index_copy_(2, idx, v.detach().to(self.v.dtype))
+        self.index.add_(t); self.length += t
+        return self.k, self.v
 
     def append(self, k, v):
         "Store k, v `[batch, n_heads, t, head_dim]` after the filled entries; returns views of all filled keys and values."
+        if self.static: return self._append_static(k, v)
         t, need, cap = k.shape[2], self.length + k.shape[2], self.k.shape[2]
         if need > cap:
             cap = max(need, 2 * cap, 64)
@@ -148,13 +185,15 @@ class KVCache:
         return self.k[:, :, :need], self.v[:, :, :need]
 
     def keep_last(self, n: int):
-        "Drop all but the last `n` entries (sliding-window attention never looks further back)."
-        if self.length > n:
+        "Drop all but the last `n` entries (sliding-window attention never looks further back; not in static mode)."
+        if self.length > n and not self.static:
             s = self.length - n
             self.k[:, :, :n] = self.k[:, :, s:self.length].clone(); self.v[:, :, :n] = self.v[:, :, s:self.length].clone()
             self.length = n
 
-    def reset(self): self.length = 0
+    def reset(self):
+        self.length = 0
+        if self.static: self.index.zero_(); self.base.zero_()
 
 @dataclass
 class InferenceCache:
@@ -183,6 +222,12 @@ class InferenceCache:
             if t is not None: t.zero_()
         if self.kv is not None: self.kv.reset()
         self.seqlen = 0
+
+    def make_static(self, capacity: int) -> 'InferenceCache':
+        """Prepare for CUDA-graph decoding: a KV cache gets fixed buffers of `capacity` entries (at least the tokens it will
+        hold: prompt plus generated, or the window's worth already kept); Mamba-2's state is fixed-size already."""
+        if self.kv is not None: self.kv.make_static(capacity, base=self.seqlen - self.kv.length)
+        return self
 
 # %% ../nbs/02_ssd.ipynb #3e0f7b8c
 class GatedRMSNorm(nn.Module):
@@ -381,11 +426,11 @@ class AttentionMixer(nn.Module):
         w = self.out_proj.weight
         return InferenceCache(kv=KVCache(batch, self.n_heads, self.head_dim, device or w.device, dtype or w.dtype))
 
-    def rope(self, x, pos0: int = 0):
-        "Rotate x [b, heads, t, head_dim] by the angles of positions pos0..pos0+t-1 (rotate-half form)."
+    def rope(self, x, pos0=0):
+        "Rotate x [b, heads, t, head_dim] by the angles of positions pos0..pos0+t-1 (rotate-half form); pos0: int or long tensor []."
         wd, t, hd = _work_dtype(x), x.shape[2], self.head_dim
         inv = self.rope_base ** (-torch.arange(0, hd, 2, device=x.device, dtype=wd) / hd)
-        ang = torch.arange(pos0, pos0 + t, device=x.device, dtype=wd)[:, None] * inv
+        ang = (torch.arange(t, device=x.device) + pos0).to(wd)[:, None] * inv
         cos, sin = ang.cos(), ang.sin()
         x1, x2 = x.to(wd).chunk(2, -1)
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1).to(x.dtype)
@@ -405,6 +450,7 @@ class AttentionMixer(nn.Module):
             raise ValueError('this cache has no KV cache: use attention_mixer.allocate_cache(batch)')
         b, t, _ = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)   # [b, H, t, hd]
+        if cache is not None and cache.kv.static: return self._forward_static(q, k, v, cache)
         pos0 = 0 if cache is None else cache.seqlen
         q, k = self.rope(q, pos0), self.rope(k, pos0)
         past, mask, causal = 0, None, False
@@ -426,6 +472,21 @@ class AttentionMixer(nn.Module):
             with sdpa_kernel(_SDPA_VARLEN): y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         if cache is not None and self.window is not None and cache.kv.length >= 2 * self.window:
             cache.kv.keep_last(self.window - 1)               # after SDPA: k, v may be views of the buffer
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, self.d_model))
+
+    def _forward_static(self, q, k, v, cache):
+        "Static KV cache: position from the device tensor, write in place, attend over the whole buffer under a mask."
+        b, _, t, _ = q.shape
+        slot = cache.kv.index.clone()                         # buffer entry of this token, before the append moves it
+        q, k = self.rope(q, slot + cache.kv.base), self.rope(k, slot + cache.kv.base)
+        kc, vc = cache.kv.append(k, v)
+        cache.seqlen += t
+        qpos = slot + torch.arange(t, device=q.device)[:, None]   # entries are contiguous positions: compare entry numbers
+        kpos = torch.arange(kc.shape[2], device=q.device)[None]
+        mask = kpos <= qpos
+        if self.window is not None: mask &= kpos > qpos - self.window
+        with sdpa_kernel(_SDPA_VARLEN):
+            y = F.scaled_dot_product_attention(q, kc.to(q.dtype), vc.to(q.dtype), attn_mask=mask)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, self.d_model))
 
     def step(self, x, cache: InferenceCache):

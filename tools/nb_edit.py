@@ -24,3 +24,18 @@ def replace(path, old, new):
     hits = [c for c in nb['cells'] if old in ''.join(c['source'])]
     if len(hits) != 1: raise ValueError(f'{path}: text {old[:60]!r} found in {len(hits)} cells, need exactly 1')
     c = hits[0]; c['source'] = ''.join(c['source']).replace(old, new).splitlines(keepends=True); _save(path, nb)
+
+def patch(nb_path, draft_path, pairs):
+    """Apply (old, new) code replacements to a notebook's cells and to its percent-format draft (if it exists), so the
+    two stay in step. Each `old` must occur in exactly one cell (and once in the draft); nothing is written unless all do."""
+    nb, d = _load(nb_path), Path(draft_path)
+    s = d.read_text() if d.exists() else None
+    for old, new in pairs:
+        hits = [c for c in nb['cells'] if old in ''.join(c['source'])]
+        if len(hits) != 1: raise ValueError(f'{nb_path}: {old[:60]!r} found in {len(hits)} cells, need exactly 1')
+        hits[0]['source'] = ''.join(hits[0]['source']).replace(old, new).splitlines(keepends=True)
+        if s is not None:
+            if s.count(old) != 1: raise ValueError(f'{draft_path}: {old[:60]!r} found {s.count(old)} times, need exactly 1')
+            s = s.replace(old, new)
+    _save(nb_path, nb)
+    if s is not None: d.write_text(s)
