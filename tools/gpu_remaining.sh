@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The GPU work in batched stages, one device call each (every stage stays under the 10-minute limit of one call):
 #   run(command="bash tools/gpu_remaining.sh nbs", carry=[".whl"], timeout_s=600)     # H100
+# In order of what they unblock (30 device-minutes per session fit about three):
+#   decode re-runs 09_generate's `#| cuda` cells: the CUDA-graph check against eager decoding and the decode table
+#          with its "cuda graph" rows -> $OUT/nbs.tar.gz
 #   nbs    re-runs the `#| cuda` cells of 07_model (outputs of every other cell are kept; back as $OUT/nbs.tar.gz),
 #          then 08_train's `#| cuda` cell alone (tools/gpu_cells.py) -> $OUT/train08.txt
 #   bench  the full hm_bench table ($OUT/bench_h100.json; partial results are saved after each benchmark)
@@ -14,6 +17,9 @@ printf 'import sys, types\nsys.modules.setdefault("selective_scan_cuda", types.M
 mkdir -p "$OUT"
 printf 'import sys\nfrom hypermnemosyne.train import hm_train\nsys.exit(hm_train())\n' > /tmp/hm_train.py
 case $stage in
+decode)
+  timeout 420 python3 tools/run_nb.py nbs/09_generate.ipynb --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -8
+  tar czf "$OUT/nbs.tar.gz" nbs/09_generate.ipynb ;;
 nbs)
   # 03_memory and 09_generate ran on 2026-11-23 (outputs committed); 07_model's two cells never ran with saved outputs
   timeout 380 python3 tools/run_nb.py nbs/07_model.ipynb --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -5
@@ -33,5 +39,5 @@ ddp)
   { echo "== small, 1 GPU"; timeout 200 python3 /tmp/hm_train.py $S --out /tmp/s1; echo rc=$?
     echo "== small, 2 GPUs (DDP, nccl)"; timeout 240 torchrun --standalone --nproc_per_node 2 /tmp/hm_train.py $S --out /tmp/s2; echo rc=$?
     python3 tools/ddp_report.py /tmp/s1 /tmp/s2; } 2>&1 | tee "$OUT/ddp.txt" | tail -40 ;;
-*) echo "unknown stage $stage (nbs, bench, ablate, ddp)"; exit 2 ;;
+*) echo "unknown stage $stage (decode, nbs, bench, ablate, ddp)"; exit 2 ;;
 esac
