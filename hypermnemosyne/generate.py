@@ -302,7 +302,7 @@ def decode_dispatch_count(model, state=None, ids=None) -> dict:
     import hypermnemosyne.mhc as mhc
     dev = next(model.parameters()).device
     state = state if state is not None else model.allocate_state(1, device=dev)
-    ids = ids if ids is not None else torch.zeros(_state_batch(state), 1, dtype=torch.long, device=dev)
+    ids = ids if ids is not None else torch.zeros(state.mixer[0].batch, 1, dtype=torch.long, device=dev)
     n = dict(aten_ops=0, sinkhorn_calls=0, sinkhorn_ref_ops=0)
     inside = [False]
     class _Count(TorchDispatchMode):
@@ -322,12 +322,6 @@ def decode_dispatch_count(model, state=None, ids=None) -> dict:
     finally:
         for k, f in orig.items(): setattr(mhc, k, f)
     return n
-
-def _state_batch(state) -> int:
-    "Batch size of a `ModelState` (from its first mixer cache)."
-    c = state.mixer[0]
-    t = c.ssm_state if c.ssm_state is not None else c.kv.k
-    return t.shape[0]
 
 # %% ../nbs/09_generate.ipynb #03d66c7e
 def _leaves(obj, path=()):
