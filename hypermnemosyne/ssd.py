@@ -149,12 +149,15 @@ class KVCache:
         if capacity < self.length:
             raise ValueError(f'make_static(capacity={capacity}): the cache already holds {self.length} positions; '
                              'pass a capacity of at least the prompt length plus the tokens to generate')
-        if capacity != self.capacity:
-            nk = self.k.new_zeros(*self.k.shape[:2], capacity, self.k.shape[3]); nv = torch.zeros_like(nk)
-            nk[:, :, :self.length] = self.k[:, :, :self.length]; nv[:, :, :self.length] = self.v[:, :, :self.length]
-            self.k, self.v = nk, nv
+        if capacity != self.capacity: self._resize(capacity)
         self.index, self.base = torch.tensor(self.length, device=self.k.device), torch.tensor(base, device=self.k.device)
         return self
+
+    def _resize(self, capacity: int):
+        "New zeroed buffers of `capacity` entries holding the filled ones."
+        nk = self.k.new_zeros(*self.k.shape[:2], capacity, self.k.shape[3]); nv = torch.zeros_like(nk)
+        nk[:, :, :self.length] = self.k[:, :, :self.length]; nv[:, :, :self.length] = self.v[:, :, :self.length]
+        self.k, self.v = nk, nv
 
     def make_dynamic(self):
         "Back to the growable mode (entries kept; after a static phase they still end at the latest position)."
@@ -175,11 +178,7 @@ class KVCache:
         "Store k, v `[batch, n_heads, t, head_dim]` after the filled entries; returns views of all filled keys and values."
         if self.static: return self._append_static(k, v)
         t, need, cap = k.shape[2], self.length + k.shape[2], self.k.shape[2]
-        if need > cap:
-            cap = max(need, 2 * cap, 64)
-            nk = self.k.new_zeros(*self.k.shape[:2], cap, self.k.shape[3]); nv = torch.zeros_like(nk)
-            nk[:, :, :self.length] = self.k[:, :, :self.length]; nv[:, :, :self.length] = self.v[:, :, :self.length]
-            self.k, self.v = nk, nv
+        if need > cap: self._resize(max(need, 2 * cap, 64))
         self.k[:, :, self.length:need] = k.detach(); self.v[:, :, self.length:need] = v.detach()
         self.length = need
         return self.k[:, :, :need], self.v[:, :, :need]
