@@ -1,37 +1,41 @@
 #!/usr/bin/env bash
 # The GPU work in batched stages, one device call each (every stage stays under the 10-minute limit of one call):
-#   run(command="bash tools/gpu_remaining.sh nbs", carry=[".whl"], timeout_s=600)     # H100
+#   run(command="bash tools/gpu_remaining.sh decode nbs", carry=[".whl"], timeout_s=600)     # H100
+# Several stages in one call run in the order given, each cut to what is left of END seconds (default 585).
 # In order of what they unblock (30 device-minutes per session fit about three):
 #   decode re-runs 09_generate's `#| cuda` cells: the CUDA-graph check against eager decoding and the decode table
-#          with its "cuda graph" rows -> $OUT/nbs.tar.gz
-#   nbs    re-runs the `#| cuda` cells of 07_model (outputs of every other cell are kept; back as $OUT/nbs.tar.gz),
+#          with its "cuda graph" rows -> $OUT/nbs09.tar.gz
+#   nbs    re-runs the `#| cuda` cells of 07_model (outputs of every other cell are kept; back as $OUT/nbs07.tar.gz),
 #          then 08_train's `#| cuda` cell alone (tools/gpu_cells.py) -> $OUT/train08.txt
 #   bench  the full hm_bench table ($OUT/bench_h100.json; partial results are saved after each benchmark)
 #   ablate the GPU ablation study (GPU_COMMAND in nbs/11_ablations.ipynb, under 9 minutes) -> $OUT/ablations.tar.gz
 #   ddp    2-GPU DDP on nvidia-h200-x2: tokens/s of `small` on 1 GPU vs 2 GPUs (torchrun, nccl) -> $OUT/ddp.txt
 # .whl/ is built by tools/gpu_wheels.sh.
 set -uo pipefail
-stage=${1:-nbs}
+END=${END:-585}
 source tools/gpu_setup.sh >/dev/null || exit 1
 printf 'import sys, types\nsys.modules.setdefault("selective_scan_cuda", types.ModuleType("selective_scan_cuda"))\n' > /tmp/site/sitecustomize.py
 mkdir -p "$OUT"
 printf 'import sys\nfrom hypermnemosyne.train import hm_train\nsys.exit(hm_train())\n' > /tmp/hm_train.py
+left() { local l=$(( END - SECONDS )); echo $(( l < $1 ? l : $1 )); }
+for stage in "${@:-nbs}"; do
+echo "== stage $stage at ${SECONDS} s"
 case $stage in
 decode)
-  timeout 420 python3 tools/run_nb.py nbs/09_generate.ipynb --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -8
-  tar czf "$OUT/nbs.tar.gz" nbs/09_generate.ipynb ;;
+  timeout $(left 420) python3 tools/run_nb.py nbs/09_generate.ipynb --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -8
+  tar czf "$OUT/nbs09.tar.gz" nbs/09_generate.ipynb ;;
 nbs)
   # 03_memory and 09_generate ran on 2026-11-23 (outputs committed); 07_model's two cells never ran with saved outputs
-  timeout 380 python3 tools/run_nb.py nbs/07_model.ipynb --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -5
-  tar czf "$OUT/nbs.tar.gz" nbs/07_model.ipynb
+  timeout $(left 380) python3 tools/run_nb.py nbs/07_model.ipynb --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -5
+  tar czf "$OUT/nbs07.tar.gz" nbs/07_model.ipynb
   # 08_train's `#| cuda` cell alone (its CPU cells took the whole 150 s last time): hm_train on CUDA, bf16, +/- compile
-  left=$(( 585 - SECONDS )); echo "08_train cuda cell, $left s left"
-  [ $left -gt 40 ] && timeout $left python3 tools/gpu_cells.py nbs/08_train.ipynb hypermnemosyne.train 2>&1 | grep -v Warning | tee "$OUT/train08.txt" | tail -20 ;;
+  echo "08_train cuda cell, $(left 999) s left"
+  [ $(left 999) -gt 40 ] && timeout $(left 999) python3 tools/gpu_cells.py nbs/08_train.ipynb hypermnemosyne.train 2>&1 | grep -v Warning | tee "$OUT/train08.txt" | tail -20 ;;
 bench)
-  timeout 570 python3 -c "from hypermnemosyne.bench import bench_main; bench_main(out='$OUT/bench_h100.json')" 2>&1 | tee "$OUT/bench_log.txt" | tail -80 ;;
+  timeout $(left 570) python3 -c "from hypermnemosyne.bench import bench_main; bench_main(out='$OUT/bench_h100.json')" 2>&1 | tee "$OUT/bench_log.txt" | tail -80 ;;
 ablate)
   cmd=$(python3 -c "from hypermnemosyne.ablations import GPU_COMMAND; print(GPU_COMMAND)")
-  echo "$cmd"; timeout 560 $cmd 2>&1 | tee "$OUT/ablate_log.txt" | tail -40
+  echo "$cmd"; timeout $(left 560) $cmd 2>&1 | tee "$OUT/ablate_log.txt" | tail -40
   tar czf "$OUT/ablations.tar.gz" -C /tmp hm_ablations ;;
 ddp)
   nvidia-smi -L
@@ -41,3 +45,4 @@ ddp)
     python3 tools/ddp_report.py /tmp/s1 /tmp/s2; } 2>&1 | tee "$OUT/ddp.txt" | tail -40 ;;
 *) echo "unknown stage $stage (decode, nbs, bench, ablate, ddp)"; exit 2 ;;
 esac
+done
