@@ -11,7 +11,7 @@ from fastcore.script import call_parse
 from .core import format_table, device_name
 
 # %% auto #0
-__all__ = ['BENCHMARKS', 'COLS', 'run_benchmarks', 'bench_report', 'bench_main', 'hm_bench']
+__all__ = ['BENCHMARKS', 'COLS', 'run_benchmarks', 'bench_notes', 'bench_report', 'bench_main', 'hm_bench']
 
 # %% ../nbs/10_bench.ipynb #717b0935
 BENCHMARKS = [('sinkhorn', 'bench_sinkhorn'), ('mhc', 'bench_mhc'), ('ssd', 'bench_ssd'), ('ssd', 'bench_decode'),
@@ -50,11 +50,30 @@ def run_benchmarks(quick: bool = False, only: str | None = None, strict: bool = 
     return rows
 
 # %% ../nbs/10_bench.ipynb #9fa38629
-COLS = ['component', 'ours', 'reference', 'ratio', 'device', 'command']
+COLS = ['component', 'ours', 'reference', 'ratio', 'notes', 'device', 'command']
+
+def _si(v: float) -> str:
+    "3 significant digits with a k/M/G suffix (67501 -> '67.5k')."
+    for at, scale, p in ((1e9, 1e9, 'G'), (1e6, 1e6, 'M'), (1e4, 1e3, 'k')):
+        if v >= at: return f'{v / scale:.3g}{p}'
+    return f'{v:.3g}'
+
+_NOTES = [('tokens_per_s', lambda v: f'{_si(v)} tok/s'),
+          ('mfu', lambda v: f'MFU {100 * v:.3g}%'), ('peak_gib', lambda v: f'peak {v:.3g} GiB'),
+          ('peak_GB', lambda v: f'peak {v:.3g} GB'), ('GB_per_s', lambda v: f'{v:.4g} GB/s'),
+          ('share_of_copy', lambda v: f'{100 * v:.3g}% of copy bandwidth'),
+          ('overhead_pct', lambda v: f'{v:+.3g}% step time'), ('growth_vs_first_ctx', lambda v: f'{v:.3g}x vs first context'),
+          ('note', str)]
+
+def bench_notes(r: dict) -> str:
+    "The figures of a row that are not times (throughput, MFU, peak memory, bandwidth, overhead, growth, notes), as text."
+    return '; '.join(f(r[k]) for k, f in _NOTES if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
+                     or (k == 'note' and r.get(k)))
 
 def bench_report(rows: list[dict]) -> str:
-    "The printed table: times in ms (ours, reference), ratio = reference / ours (> 1 means we are faster), plus errors."
-    main = format_table([r for r in rows if not r.get('error')], COLS)
+    """The printed table: times in ms (ours, reference), ratio = reference / ours (> 1 means we are faster), the row's
+    other figures as notes, plus errors."""
+    main = format_table([{**r, 'notes': bench_notes(r)} for r in rows if not r.get('error')], COLS)
     errs = [r for r in rows if r.get('error')]
     return main + ('\n\nerrors:\n' + format_table(errs, ['component', 'error']) if errs else '')
 

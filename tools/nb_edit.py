@@ -39,3 +39,12 @@ def patch(nb_path, draft_path, pairs):
             s = s.replace(old, new)
     _save(nb_path, nb)
     if s is not None: d.write_text(s)
+
+def move_after(path, marker, after_marker):
+    "Move the one cell whose source contains `marker` (outputs kept) to just after the one cell containing `after_marker`."
+    nb = _load(path)
+    find = lambda m: [i for i, c in enumerate(nb['cells']) if m in ''.join(c['source'])]
+    a, b = find(marker), find(after_marker)
+    if len(a) != 1 or len(b) != 1: raise ValueError(f'{path}: markers found in {len(a)} and {len(b)} cells, need exactly 1 each')
+    cell = nb['cells'].pop(a[0])
+    nb['cells'].insert(find(after_marker)[0] + 1, cell); _save(path, nb)
