@@ -542,9 +542,9 @@ def summarize(results: dict) -> list[dict]:
     return rows
 
 # %% ../nbs/11_ablations.ipynb #9cdcc4e6
-GPU_COMMAND = ('python -m hypermnemosyne.ablations --preset small --arms all --seeds 0,1 --steps 0 --deep_steps 0 '
-               '--budget_s 210 --fill 0.6 --slowdown 0 --deadline_s 500 --batch_size 16 --seq_len 256 --jobs 9 '
-               '--task_steps 100 --task_n 16 --retrieval_n 200 --eval_batches 16 --n_evals 8 '
+GPU_COMMAND = ('python -m hypermnemosyne.ablations --preset small --arms all --seeds 0 --steps 300 --deep_steps 150 '
+               '--slowdown 1 --deadline_s 275 --batch_size 16 --seq_len 256 --jobs 9 '
+               '--task_steps 100 --task_n 16 --retrieval_n 200 --eval_batches 16 --n_evals 6 '
                '--out /tmp/hm_ablations --work /tmp/hm_ablations_runs')
 
 # %% ../nbs/11_ablations.ipynb #ef9a26da
