@@ -5,10 +5,12 @@
 # In order of what they unblock (30 device-minutes per session fit about three):
 #   decode re-runs 09_generate's `#| cuda` cells: the CUDA-graph check against eager decoding and the decode table
 #          with its "cuda graph" rows -> $OUT/nbs09.tar.gz
-#   nbs    re-runs the `#| cuda` cells of 07_model (outputs of every other cell are kept; back as $OUT/nbs07.tar.gz),
-#          then 08_train's `#| cuda` cell alone (tools/gpu_cells.py) -> $OUT/train08.txt
+#   nbs    the `#| cuda` cells of 07_model and 08_train alone (tools/gpu_cells.py --write: outputs saved into the
+#          notebooks, every other cell untouched) -> $OUT/nbs0708.tar.gz, $OUT/model07.txt, $OUT/train08.txt
 #   bench  the full hm_bench table ($OUT/bench_h100.json; partial results are saved after each benchmark)
-#   ablate the GPU ablation study (GPU_COMMAND in nbs/11_ablations.ipynb, under 9 minutes) -> $OUT/ablations.tar.gz
+#   ablate the GPU ablation study (GPU_COMMAND in nbs/11_ablations.ipynb, about 4 minutes) -> $OUT/ablations.tar.gz;
+#          SEEDS=1 runs it for seed 1 instead of seed 0 (copy the JSONs beside seed 0's in nbs/ablation_results/gpu-small)
+# Done on 2026-11-23: decode, bench, ablate (seed 0). Left: nbs, SEEDS=1 ablate, ddp (needs the two-GPU kind).
 #   ddp    2-GPU DDP on nvidia-h200-x2: tokens/s of `small` on 1 GPU vs 2 GPUs (torchrun, nccl) -> $OUT/ddp.txt
 # .whl/ is built by tools/gpu_wheels.sh.
 set -uo pipefail
@@ -25,18 +27,18 @@ decode)
   timeout $(left 420) python3 tools/run_nb.py nbs/09_generate.ipynb --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -8
   tar czf "$OUT/nbs09.tar.gz" nbs/09_generate.ipynb ;;
 nbs)
-  # 03_memory and 09_generate ran on 2026-11-23 (outputs committed); 07_model's two cells never ran with saved outputs
-  timeout $(left 380) python3 tools/run_nb.py nbs/07_model.ipynb --flags cuda --only-flagged --keep-going 2>&1 | tee -a "$OUT/log.txt" | tail -5
-  tar czf "$OUT/nbs07.tar.gz" nbs/07_model.ipynb
-  # 08_train's `#| cuda` cell alone (its CPU cells took the whole 150 s last time): hm_train on CUDA, bf16, +/- compile
+  # the `#| cuda` cells alone, outputs written into the notebooks (tools/gpu_cells.py --write): run_nb would re-run every
+  # CPU cell first, which took the whole call on 2026-11-23 (07_model's did not finish in 209 s)
+  timeout $(left 300) python3 tools/gpu_cells.py nbs/07_model.ipynb hypermnemosyne.model --write 2>&1 | grep -v Warning | tee "$OUT/model07.txt" | tail -20
   echo "08_train cuda cell, $(left 999) s left"
-  [ $(left 999) -gt 40 ] && timeout $(left 999) python3 tools/gpu_cells.py nbs/08_train.ipynb hypermnemosyne.train 2>&1 | grep -v Warning | tee "$OUT/train08.txt" | tail -20 ;;
+  [ $(left 999) -gt 40 ] && timeout $(left 999) python3 tools/gpu_cells.py nbs/08_train.ipynb hypermnemosyne.train --write 2>&1 | grep -v Warning | tee "$OUT/train08.txt" | tail -20
+  tar czf "$OUT/nbs0708.tar.gz" nbs/07_model.ipynb nbs/08_train.ipynb ;;
 bench)
   timeout $(left 570) python3 -c "from hypermnemosyne.bench import bench_main; bench_main(out='$OUT/bench_h100.json')" 2>&1 | tee "$OUT/bench_log.txt" | tail -80 ;;
 ablate)
-  cmd=$(python3 -c "from hypermnemosyne.ablations import GPU_COMMAND; print(GPU_COMMAND)")
+  cmd=$(python3 -c "from hypermnemosyne.ablations import GPU_COMMAND; print(GPU_COMMAND)"); cmd=${cmd/--seeds 0 /--seeds ${SEEDS:-0} }
   echo "$cmd"; timeout $(left 560) $cmd 2>&1 | tee "$OUT/ablate_log.txt" | tail -40
-  tar czf "$OUT/ablations.tar.gz" -C /tmp hm_ablations ;;
+  tar czf "$OUT/ablations.tar.gz" -C /tmp hm_ablations $(cd /tmp && ls hm_ablations_runs/*.log) ;;
 ddp)
   nvidia-smi -L
   S="--preset small --no-progress --steps 40 --warmup 3 --eval_every 0 --eval_batches 2 --ckpt_every 0 --batch_size 8 --seq_len 1024"
