@@ -10,8 +10,9 @@
 #   bench  the full hm_bench table ($OUT/bench_h100.json; partial results are saved after each benchmark)
 #   ablate the GPU ablation study (GPU_COMMAND in nbs/11_ablations.ipynb, about 4 minutes) -> $OUT/ablations.tar.gz;
 #          SEEDS=1 runs it for seed 1 instead of seed 0 (copy the JSONs beside seed 0's in nbs/ablation_results/gpu-small)
-# Done on 2026-11-23: decode, bench, ablate (seed 0). Left: nbs, SEEDS=1 ablate, ddp (needs the two-GPU kind).
 #   ddp    2-GPU DDP on nvidia-h200-x2: tokens/s of `small` on 1 GPU vs 2 GPUs (torchrun, nccl) -> $OUT/ddp.txt
+# Done on 2026-11-23: decode, bench, ablate (seed 0). Left: nbs, decode again (the one-query matmul attention of the
+# static cache is unmeasured), SEEDS=1 ablate, ddp (needs the two-GPU kind).
 # .whl/ is built by tools/gpu_wheels.sh.
 set -uo pipefail
 END=${END:-585}
