@@ -301,10 +301,14 @@ def run_arm(arm: str, seed: int = 0, preset: str = 'tiny', steps: int = 100, bat
 
 # %% ../nbs/11_ablations.ipynb #2615cb22
 def probe_step_time(arm: str, preset: str, batch_size: int, seq_len: int, device=None, n: int = 6,
-                    deep_layers: int = 24, deep_lr_mult: float = 4.0, start_at: float | None = None) -> float:
+                    deep_layers: int = 24, deep_lr_mult: float = 4.0, window: tuple | None = None) -> float:
     """Seconds per optimizer step (fwd + bwd + optimizer step) of `arm` on random tokens (the JEPA arm with 4 random view
-    pairs of `seq_len` tokens), median of `n` after 2 warm-up steps. `start_at` (a `time.time()`): wait until then before
-    timing, so that probes started together in several processes overlap while they measure."""
+    pairs of `seq_len` tokens), median of `n` after 2 warm-up steps.
+
+    `window=(start_at, end_at)` (`time.time()` values) is for probes in several processes at once: after its warm-up the
+    probe keeps stepping until `end_at` and returns the median of the steps that ran wholly inside the window, so every
+    process is busy for the whole window, however early it got ready. A probe not warmed up by `start_at` raises
+    (it would have measured a less crowded device)."""
     from hypermnemosyne.model import HMConfig, HyperMnemosyne
     from hypermnemosyne.muon import MuonWithAdamW
     dev = get_device(device)
@@ -319,28 +323,42 @@ def probe_step_time(arm: str, preset: str, batch_size: int, seq_len: int, device
     if spec['train'].get('jepa'):
         pairs = [(torch.randint(0, 256, (seq_len,)).tolist(), torch.randint(0, 256, (seq_len,)).tolist()) for _ in range(4)]
         views = model.make_views(pairs, max_len=seq_len).to(dev)
-    ts = []
-    for i in range(n + 2):
-        if i == 2 and start_at is not None: time.sleep(max(0.0, start_at - time.time()))
-        if dev.type == 'cuda': torch.cuda.synchronize(dev)
-        t = time.perf_counter()
+    def one_step():
         loss, _ = model.loss(ids, views)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         if dev.type == 'cuda': torch.cuda.synchronize(dev)
-        if i >= 2: ts.append(time.perf_counter() - t)
+    for _ in range(2): one_step()                         # warm-up (kernel compilation, allocator)
+    if window is None:
+        ts = []
+        for _ in range(n):
+            t = time.perf_counter(); one_step(); ts.append(time.perf_counter() - t)
+        return float(np.median(ts))
+    start_at, end_at = window
+    if time.time() > start_at:
+        raise RuntimeError(f'{arm}: probe warmed up {time.time() - start_at:.1f} s after the common start: raise lead_s')
+    ts = []
+    while True:
+        t0 = time.time(); one_step(); t1 = time.time()
+        if t1 > end_at: break
+        if t0 >= start_at: ts.append(t1 - t0)
+    if not ts: raise RuntimeError(f'{arm}: no step fitted in the {end_at - start_at:.0f} s window: raise window_s')
     return float(np.median(ts))
 
-def probe_concurrent(arm: str, n_procs: int, preset: str, batch_size: int, seq_len: int, device=None, threads: int = 1,
-                     lead_s: float = 25.0, n: int = 8) -> list[float]:
-    """Step times of `arm` measured in `n_procs` processes at once (each one a fresh interpreter, as the workers are);
-    they all start timing at the same moment, `lead_s` seconds after launch."""
+def probe_concurrent(arms, n_procs: int, preset: str, batch_size: int, seq_len: int, device=None, threads: int = 1,
+                     lead_s: float = 60.0, window_s: float = 20.0, deep_layers: int = 24, deep_lr_mult: float = 4.0) -> list[float]:
+    """Step times measured in several processes at once (each a fresh interpreter, as the workers are), one per entry of
+    `arms` (a list of arm names, say the first wave's jobs, so the mix of heavy and light arms is the real one; a single
+    name runs `n_procs` copies of it). All time the same window: from `lead_s` to `lead_s + window_s` seconds after
+    launch, stepping all the while (`probe_step_time(window=...)`)."""
+    arms = [arms] * n_procs if isinstance(arms, str) else list(arms)
     start_at = time.time() + lead_s
+    window = (start_at, start_at + window_s)
     code = ('import sys, torch; torch.set_num_threads(%d); from hypermnemosyne.ablations import probe_step_time, _mamba_standin; '
-            '_mamba_standin(); print("STEP", probe_step_time(%r, %r, %d, %d, %r, n=%d, start_at=%r))'
-            % (threads, arm, preset, batch_size, seq_len, device, n, start_at))
+            '_mamba_standin(); print("STEP", probe_step_time(%%r, %r, %d, %d, %r, deep_layers=%d, deep_lr_mult=%r, window=%r))'
+            % (threads, preset, batch_size, seq_len, device, deep_layers, deep_lr_mult, window))
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    ps = [subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-          for _ in range(n_procs)]
+    ps = [subprocess.Popen([sys.executable, '-c', code % arm], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env=env) for arm in arms]
     out = []
     for p in ps:
         txt = p.communicate()[0]
@@ -407,6 +425,10 @@ def _check_args(a):
         raise ValueError('--budget_s must be > 0 when --steps or --deep_steps is 0')
     return arms, seeds
 
+def _cost(arm: str) -> int:
+    "Rough relative cost of an arm's job, so that the longest start first (deep: 3x the blocks; memory, JEPA: about 2x)."
+    return (3 if arm.startswith('deep_') else 1) * (2 if arm in ('memory', 'jepa') else 1)
+
 def run_ablations(argv=None) -> dict:
     "The runner behind `python -m hypermnemosyne.ablations`; returns the plan (also written to `out/plan.json`)."
     a = ablation_parser().parse_args(argv)
@@ -420,6 +442,7 @@ def run_ablations(argv=None) -> dict:
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     work = Path(a.work) if a.work else out / '_runs'; work.mkdir(parents=True, exist_ok=True)
     probes, t_start = {}, time.time()
+    jobs = sorted([(arm, s) for arm in arms for s in seeds], key=lambda j: (seeds.index(j[1]), -_cost(j[0])))   # seed by seed
     need_deep = any(x.startswith('deep_') for x in arms) and a.deep_steps == 0
     if a.steps == 0 or need_deep:
         # the slowest arm of each group sets the group's steps: all arms of a group train the same tokens
@@ -429,12 +452,17 @@ def run_ablations(argv=None) -> dict:
                                         deep_lr_mult=a.deep_lr_mult)
             print(f'probe {x}: {probes[x]:.4f} s/step alone', flush=True)
         if a.slowdown == 0:
-            ref = probes.get('mhc') or probe_step_time('mhc', a.preset, a.batch_size, a.seq_len, a.device)
-            conc = probe_concurrent('mhc', min(a.jobs, len(arms) * len(seeds)), a.preset, a.batch_size, a.seq_len,
-                                    a.device, a.threads)
-            a.slowdown = max(1.0, float(np.median(conc)) / ref)
-            probes['concurrent_mhc'] = conc
-            print(f'probe: {len(conc)} processes at once, median {np.median(conc):.4f} s/step -> slowdown {a.slowdown:.2f}', flush=True)
+            # the first wave as it will run: the same arms at once, in the order the jobs start
+            wave = [x for x, _ in jobs[:a.jobs]]
+            for x in wave:
+                if x not in probes: probes[x] = probe_step_time(x, a.preset, a.batch_size, a.seq_len, a.device,
+                                                                deep_layers=a.deep_layers, deep_lr_mult=a.deep_lr_mult)
+            conc = probe_concurrent(wave, len(wave), a.preset, a.batch_size, a.seq_len, a.device, a.threads,
+                                    deep_layers=a.deep_layers, deep_lr_mult=a.deep_lr_mult)
+            a.slowdown = max(1.0, float(np.median([c / probes[x] for x, c in zip(wave, conc)])))
+            probes['concurrent'] = dict(zip([f'{x}#{i}' for i, x in enumerate(wave)], conc))
+            print(f'probe: {len(wave)} processes at once ({", ".join(wave)}): slowdown {a.slowdown:.2f} '
+                  '(median over them of step time at once / alone)', flush=True)
         if a.steps == 0:
             t = max(probes[x] for x in group)
             a.steps = max(10, int(a.budget_s * a.fill / (t * a.slowdown)))
@@ -444,8 +472,6 @@ def run_ablations(argv=None) -> dict:
     if a.deep_steps == 0: a.deep_steps = a.steps
     if a.slowdown == 0: a.slowdown = 1.0
     probe_s = round(time.time() - t_start, 1)
-    cost = lambda arm: (3 if arm.startswith('deep_') else 1) * (2 if arm in ('memory', 'jepa') else 1)
-    jobs = sorted([(arm, s) for arm in arms for s in seeds], key=lambda j: (seeds.index(j[1]), -cost(j[0])))   # seed by seed
     plan = {k: getattr(a, k) for k in _RUN_KEYS + ('budget_s', 'slowdown', 'fill', 'threads', 'deadline_s')}
     plan['probe_s'] = probe_s
     plan.update(arms=arms, seeds=seeds, jobs=[f'{x}:{s}' for x, s in jobs], jobs_parallel=a.jobs, probes_s_per_step=probes,
