@@ -11,8 +11,11 @@
 #   ablate the GPU ablation study (GPU_COMMAND in nbs/11_ablations.ipynb, about 4 minutes) -> $OUT/ablations.tar.gz;
 #          SEEDS=1 runs it for seed 1 instead of seed 0 (copy the JSONs beside seed 0's in nbs/ablation_results/gpu-small)
 #   ddp    2-GPU DDP on nvidia-h200-x2: tokens/s of `small` on 1 GPU vs 2 GPUs (torchrun, nccl) -> $OUT/ddp.txt
-# Done on 2026-11-23: decode, bench, ablate (seed 0). Left: nbs, decode again (the one-query matmul attention of the
-# static cache is unmeasured), SEEDS=1 ablate, ddp (needs the two-GPU kind).
+# Done on 2026-11-23: decode, bench, ablate (seed 0). Left, in two calls (~8 + ~5 device-minutes with the starts):
+#   run(command="END=560 bash tools/gpu_remaining.sh decode nbs", carry=[".whl"])   (decode re-measures the static
+#   cache's one-query matmul attention, unmeasured so far; 09 took 225 s, 07 + 08 alone about 200 s)
+#   run(command="SEEDS=1 END=400 bash tools/gpu_remaining.sh ablate", carry=[".whl"])
+# and ddp when status lists nvidia-h200-x2.
 # .whl/ is built by tools/gpu_wheels.sh.
 set -uo pipefail
 END=${END:-585}
