@@ -163,9 +163,17 @@ class MemoryState:
     surprise: torch.Tensor | None = None    # [b, t] of the last call: inner loss ℓ_t = ‖M(k_t) − v_t‖² (mean over heads), detached
     grad_norm: torch.Tensor | None = None   # [b, t] of the last call: ‖∇_M ℓ_t‖ (mean over heads), detached
     memory: object = field(default=None, repr=False)   # the NeuralMemory that made it (for reset)
+    # static mode (CUDA-graph decoding, `make_static`): buffers of fixed capacity `chunk_size`, filled up to `count`
+    # (the same number in the device tensor `index`, which a replayed graph reads); a full buffer is written by `flush`
+    index: torch.Tensor | None = None
+    count: int = 0
+    defer_flush: bool = False   # True: a full buffer waits for an explicit `flush()` (GraphedStep runs it outside the graph)
+    kdtype: object = None       # dtype the keys were computed in (the write runs in it, as in the growable mode)
 
     @property
-    def n_buffered(self) -> int: return self.buf_k.shape[2]
+    def static(self) -> bool: return self.index is not None
+    @property
+    def n_buffered(self) -> int: return self.count if self.static else self.buf_k.shape[2]
     @property
     def batch_size(self) -> int: return self.conv.shape[0]
 
@@ -180,6 +188,43 @@ class MemoryState:
         "A fresh state (learned initial weights, zero momentum, empty buffer) with the same batch size, device, dtype."
         if self.memory is None: raise ValueError('this MemoryState has no memory attached; use NeuralMemory.init_state(batch)')
         return self.memory.init_state(self.batch_size, self.conv.device, self.weights[0].dtype)
+
+    def make_static(self) -> 'MemoryState':
+        """Fixed shapes and addresses for CUDA-graph decoding: the unwritten-chunk buffers get their full capacity
+        (`chunk_size` tokens; the buffered ones are kept), the fast weights and momentum their own storage (a write then
+        updates them in place). Decoding stays token for token identical to the growable mode. In place; returns self."""
+        if self.static: return self
+        if self.memory is None: raise ValueError('make_static needs the MemoryState of a NeuralMemory (init_state)')
+        b, h, nb, d = self.buf_k.shape
+        def full(x):
+            z = x.new_zeros(b, h, self.memory.chunk_size, x.shape[-1]); z[:, :, :nb] = x; return z
+        self.buf_k, self.buf_v, self.buf_gates = full(self.buf_k), full(self.buf_v), full(self.buf_gates)
+        self.weights, self.momentum = [w.clone() for w in self.weights], [s.clone() for s in self.momentum]
+        self.index, self.count = torch.tensor(nb, device=self.buf_k.device), nb
+        if nb: self.kdtype = self.buf_k.dtype
+        return self
+
+    def make_dynamic(self) -> 'MemoryState':
+        "Undo `make_static`: growable buffers holding the buffered tokens. In place; returns self."
+        if not self.static: return self
+        n = self.count
+        self.buf_k, self.buf_v, self.buf_gates = (x[:, :, :n].clone() for x in (self.buf_k, self.buf_v, self.buf_gates))
+        self.index, self.count, self.defer_flush = None, 0, False
+        return self
+
+    def flush(self):
+        "Static mode: write the full buffer (one chunk) into the fast weights, in place, and empty it."
+        C = self.buf_k.shape[2]
+        if not self.static or self.count != C:
+            raise ValueError(f'flush writes a full static buffer ({self.count} of {C} tokens buffered, static={self.static})')
+        m, wdt = self.memory, self.weights[0].dtype
+        k, v = self.buf_k.to(self.kdtype or self.buf_k.dtype), self.buf_v.to(self.kdtype or self.buf_v.dtype)
+        g = self.buf_gates.to(wdt)
+        _, W, S, _, _ = memory_scan(self.weights, self.momentum, torch.zeros_like(k), k, v, g[..., 0], g[..., 1], g[..., 2],
+                                    C, first_order=m.first_order, update=True, max_grad_norm=m.max_grad_norm, skip=C,
+                                    compiled=m.compile)
+        for dst, src in zip(self.weights + self.momentum, W + S): dst.copy_(src)
+        self.index.zero_(); self.count = 0
 
 # %% ../nbs/03_memory.ipynb #3d48c676
 class NeuralMemory(nn.Module):
@@ -247,6 +292,7 @@ class NeuralMemory(nn.Module):
         `[b, t]` is the inner loss ℓ_t of each token (`new_state.grad_norm`: ‖∇ℓ_t‖). `update=False` reads only (the test-time-learning switch)."""
         self._check(x, state)
         if state is None: state = self.init_state(x.shape[0], x.device)
+        if state.static: return self._forward_static(x, state, update)
         q, k, v, g, tail = self.project(x, state)
         nb = state.n_buffered
         wdt = state.weights[0].dtype
@@ -273,6 +319,27 @@ class NeuralMemory(nn.Module):
             new = MemoryState(W, S, tail, k[:, :, n0:], v[:, :, n0:], g[:, :, n0:], lo.mean(1), sur.mean(1), memory=self)
         else:
             new = dataclasses.replace(state, conv=tail, surprise=lo.mean(1), grad_norm=sur.mean(1))
+        return out, new
+
+    def _forward_static(self, x, state: MemoryState, update: bool):
+        """One token against a static state: read at the current weights, the token's inner loss and gradient norm at
+        them, append its key, value and gates at the buffer position held in `state.index`; a full buffer is written
+        (`flush`) unless `state.defer_flush`. Fixed shapes and no Python number in the tensor work: a CUDA graph can replay it."""
+        if x.shape[1] != 1:
+            raise ValueError(f'a static memory state decodes one token per call, got {x.shape[1]}: state.make_dynamic() first')
+        q, k, v, g, tail = self.project(x, state)
+        Wc = [w.to(k.dtype) for w in state.weights]
+        y = mlp_apply(Wc, q)
+        hs, gs, loss = mlp_grads([w.detach() for w in Wc], k, v)
+        if update:
+            if state.count >= self.chunk_size: raise ValueError('static memory buffer full: call state.flush() first')
+            i = state.index.view(1)
+            for buf, val in ((state.buf_k, k), (state.buf_v, v), (state.buf_gates, g)): buf.index_copy_(2, i, val.to(buf.dtype))
+            state.index.add_(1); state.count += 1; state.kdtype = k.dtype
+        b, h, t, d = y.shape
+        out = self.out_proj(y.transpose(1, 2).reshape(b, t, h * d))
+        new = dataclasses.replace(state, conv=tail, surprise=loss.detach().mean(1), grad_norm=grad_norm(hs, gs).detach().mean(1))
+        if update and new.count == self.chunk_size and not new.defer_flush: new.flush()
         return out, new
 
     def step(self, x: torch.Tensor, state: MemoryState | None = None, update: bool = True):

@@ -252,14 +252,19 @@ class ModelState:
 
     def make_static(self, capacity: int) -> 'ModelState':
         """Fix every cache's buffers for CUDA-graph decoding (`generate.GraphedStep`): attention KV caches get `capacity`
-        entries (prompt + tokens to generate); Mamba-2 and memory states are fixed-size already."""
+        entries (prompt + tokens to generate), memory states a full-chunk buffer (`MemoryState.make_static`); Mamba-2
+        states are fixed-size already."""
         for c in self.mixer: c.make_static(capacity)
+        for m in self.memory:
+            if m is not None: m.make_static()
         return self
 
     def make_dynamic(self) -> 'ModelState':
-        "Undo `make_static`: KV caches grow again as needed (what they hold is kept)."
+        "Undo `make_static`: KV caches and memory buffers grow again as needed (what they hold is kept)."
         for c in self.mixer:
             if c.kv is not None: c.kv.make_dynamic()
+        for m in self.memory:
+            if m is not None: m.make_dynamic()
         return self
 
 class HyperMnemosyne(nn.Module):

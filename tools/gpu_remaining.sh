@@ -13,7 +13,8 @@
 #   ddp    2-GPU DDP on nvidia-h200-x2: tokens/s of `small` on 1 GPU vs 2 GPUs (torchrun, nccl) -> $OUT/ddp.txt
 # Done on 2026-11-23: decode, bench, ablate (seed 0). Left, in two calls (~8 + ~5 device-minutes with the starts):
 #   run(command="END=560 bash tools/gpu_remaining.sh decode nbs", carry=[".whl"])   (decode re-measures the static
-#   cache's one-query matmul attention, unmeasured so far; 09 took 225 s, 07 + 08 alone about 200 s)
+#   cache's one-query matmul attention and times CUDA-graph decoding with ttl on, both unmeasured so far, and runs
+#   the ttl-on graph check; 09 took 225 s, 07 + 08 alone about 200 s)
 #   run(command="SEEDS=1 END=400 bash tools/gpu_remaining.sh ablate", carry=[".whl"])
 # and ddp when status lists nvidia-h200-x2.
 # .whl/ is built by tools/gpu_wheels.sh.
