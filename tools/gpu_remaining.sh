@@ -17,7 +17,8 @@
 #   the ttl-on graph check; 09 took 225 s, 07 + 08 alone about 200 s)
 #   run(command="SEEDS=1 END=400 bash tools/gpu_remaining.sh ablate", carry=[".whl"])
 # and ddp when status lists nvidia-h200-x2.
-# .whl/ is built by tools/gpu_wheels.sh.
+# .whl/ is built by tools/gpu_wheels.sh. Back here: untar, then `python tools/gpu_merge.py RETURNED.ipynb nbs/NAME.ipynb`
+# copies only the cuda cells' outputs (matched by source, errors refused), then nbdev_clean.
 set -uo pipefail
 END=${END:-585}
 source tools/gpu_setup.sh >/dev/null || exit 1
