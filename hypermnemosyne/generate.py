@@ -137,6 +137,7 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument('--no_ttl', action='store_true', help='freeze the memory (no test-time learning)')
     p.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: cuda when available)')
+    p.add_argument('--graph', action='store_true', help='decode through a CUDA graph (CUDA only; GraphedStep)')
     return p
 
 def hm_generate(argv=None) -> int:
@@ -148,13 +149,15 @@ def hm_generate(argv=None) -> int:
         print(f'hm_generate: no run directory {run} (train one with: hm_train --preset tiny --out {run})', file=sys.stderr); return 2
     try:
         check_sampling(a.temperature, a.top_k, a.top_p)
-        model, tok, _ = load_run(run, step=a.step, device=get_device(a.device))
+        dev = get_device(a.device)
+        if a.graph and dev.type != 'cuda': raise ValueError(f'--graph needs a CUDA device, got {dev}: drop --graph')
+        model, tok, _ = load_run(run, step=a.step, device=dev)
     except (ValueError, FileNotFoundError) as e:
         print(f'hm_generate: {e}', file=sys.stderr); return 2
     sys.stdout.write(a.prompt); sys.stdout.flush()
     def show(_tok, piece): sys.stdout.write(piece); sys.stdout.flush()
     res = generate(model, tok.encode(a.prompt) if a.prompt else [], a.max_new_tokens, a.temperature, a.top_k, a.top_p,
-                   a.seed, not a.no_ttl, tokenizer=tok, callback=show, stop_ids=(tok.eos_id,))
+                   a.seed, not a.no_ttl, tokenizer=tok, callback=show, stop_ids=(tok.eos_id,), graph=a.graph)
     sys.stdout.write('\n')
     s = [x for x in res.surprise if not math.isnan(x)]
     if s: print(f'[{len(res.ids)} tokens; mean memory surprise {sum(s)/len(s):.3f}; ttl={"off" if a.no_ttl else "on"}]', file=sys.stderr)

@@ -27,3 +27,5 @@ def test_hm_generate_continues_a_prompt_and_rejects_bad_input(tmp_path):
     assert missing.returncode == 2 and 'no run directory' in missing.stderr and 'Traceback' not in missing.stderr
     bad_p = run('hm_generate', str(run_dir), '--top_p', '1.5')
     assert bad_p.returncode == 2 and 'top_p' in bad_p.stderr and 'Traceback' not in bad_p.stderr
+    no_gpu = run('hm_generate', str(run_dir), '--graph', '--device', 'cpu')
+    assert no_gpu.returncode == 2 and '--graph needs a CUDA device' in no_gpu.stderr and 'Traceback' not in no_gpu.stderr
