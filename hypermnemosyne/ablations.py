@@ -344,13 +344,11 @@ def probe_step_time(arm: str, preset: str, batch_size: int, seq_len: int, device
     if not ts: raise RuntimeError(f'{arm}: no step fitted in the {end_at - start_at:.0f} s window: raise window_s')
     return float(np.median(ts))
 
-def probe_concurrent(arms, n_procs: int, preset: str, batch_size: int, seq_len: int, device=None, threads: int = 1,
+def probe_concurrent(arms: list, preset: str, batch_size: int, seq_len: int, device=None, threads: int = 1,
                      lead_s: float = 60.0, window_s: float = 20.0, deep_layers: int = 24, deep_lr_mult: float = 4.0) -> list[float]:
     """Step times measured in several processes at once (each a fresh interpreter, as the workers are), one per entry of
-    `arms` (a list of arm names, say the first wave's jobs, so the mix of heavy and light arms is the real one; a single
-    name runs `n_procs` copies of it). All time the same window: from `lead_s` to `lead_s + window_s` seconds after
-    launch, stepping all the while (`probe_step_time(window=...)`)."""
-    arms = [arms] * n_procs if isinstance(arms, str) else list(arms)
+    `arms` (arm names, say the first wave's jobs, so the mix of heavy and light arms is the real one). All time the same
+    window: from `lead_s` to `lead_s + window_s` seconds after launch, stepping all the while (`probe_step_time(window=...)`)."""
     start_at = time.time() + lead_s
     window = (start_at, start_at + window_s)
     code = ('import sys, torch; torch.set_num_threads(%d); from hypermnemosyne.ablations import probe_step_time, _mamba_standin; '
@@ -457,7 +455,7 @@ def run_ablations(argv=None) -> dict:
             for x in wave:
                 if x not in probes: probes[x] = probe_step_time(x, a.preset, a.batch_size, a.seq_len, a.device,
                                                                 deep_layers=a.deep_layers, deep_lr_mult=a.deep_lr_mult)
-            conc = probe_concurrent(wave, len(wave), a.preset, a.batch_size, a.seq_len, a.device, a.threads,
+            conc = probe_concurrent(wave, a.preset, a.batch_size, a.seq_len, a.device, a.threads,
                                     deep_layers=a.deep_layers, deep_lr_mult=a.deep_lr_mult)
             a.slowdown = max(1.0, float(np.median([c / probes[x] for x, c in zip(wave, conc)])))
             probes['concurrent'] = dict(zip([f'{x}#{i}' for i, x in enumerate(wave)], conc))

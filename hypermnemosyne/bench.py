@@ -62,13 +62,12 @@ _NOTES = [('tokens_per_s', lambda v: f'{_si(v)} tok/s'),
           ('mfu', lambda v: f'MFU {100 * v:.3g}%'), ('peak_gib', lambda v: f'peak {v:.3g} GiB'),
           ('peak_GB', lambda v: f'peak {v:.3g} GB'), ('GB_per_s', lambda v: f'{v:.4g} GB/s'),
           ('share_of_copy', lambda v: f'{100 * v:.3g}% of copy bandwidth'),
-          ('overhead_pct', lambda v: f'{v:+.3g}% step time'), ('growth_vs_first_ctx', lambda v: f'{v:.3g}x vs first context'),
-          ('note', str)]
+          ('overhead_pct', lambda v: f'{v:+.3g}% step time'), ('growth_vs_first_ctx', lambda v: f'{v:.3g}x vs first context')]
 
 def bench_notes(r: dict) -> str:
     "The figures of a row that are not times (throughput, MFU, peak memory, bandwidth, overhead, growth, notes), as text."
-    return '; '.join(f(r[k]) for k, f in _NOTES if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
-                     or (k == 'note' and r.get(k)))
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    return '; '.join([f(r[k]) for k, f in _NOTES if num(r.get(k))] + ([r['note']] if r.get('note') else []))
 
 def bench_report(rows: list[dict]) -> str:
     """The printed table: times in ms (ours, reference), ratio = reference / ours (> 1 means we are faster), the row's

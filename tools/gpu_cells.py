@@ -6,6 +6,7 @@ traceback of a cell that raised) is saved into the notebook as that cell's outpu
 other cell is left as it was."""
 import sys, io, traceback, json
 from pathlib import Path
+from gpu_merge import _is_cuda, _src     # (tools/ is on sys.path when run as a script)
 
 class _Tee(io.TextIOBase):
     "Writes to the real stdout and keeps a copy."
@@ -20,8 +21,8 @@ def main(nb_path, module, write=False):
     nb = json.loads(Path(nb_path).read_text())
     rc = 0
     for cell in nb['cells']:
-        src = ''.join(cell['source'])
-        if cell['cell_type'] != 'code' or not any(l.strip().startswith('#|') and 'cuda' in l for l in src.splitlines()): continue
+        if not _is_cuda(cell): continue
+        src = _src(cell)
         print('>>> ' + src.splitlines()[1][:100], flush=True)
         tee, real = _Tee(sys.stdout), sys.stdout
         sys.stdout = tee
