@@ -5,18 +5,16 @@
 # In order of what they unblock (30 device-minutes per session fit about three):
 #   decode re-runs 09_generate's `#| cuda` cells: the CUDA-graph check against eager decoding and the decode table
 #          with its "cuda graph" rows -> $OUT/nbs09.tar.gz
+#   train  the `#| cuda` cell of 08_train alone -> $OUT/nbs08.tar.gz, $OUT/train08.txt
 #   nbs    the `#| cuda` cells of 07_model and 08_train alone (tools/gpu_cells.py --write: outputs saved into the
 #          notebooks, every other cell untouched) -> $OUT/nbs0708.tar.gz, $OUT/model07.txt, $OUT/train08.txt
 #   bench  the full hm_bench table ($OUT/bench_h100.json; partial results are saved after each benchmark)
 #   ablate the GPU ablation study (GPU_COMMAND in nbs/11_ablations.ipynb, about 4 minutes) -> $OUT/ablations.tar.gz;
 #          SEEDS=1 runs it for seed 1 instead of seed 0 (copy the JSONs beside seed 0's in nbs/ablation_results/gpu-small)
 #   ddp    2-GPU DDP on nvidia-h200-x2: tokens/s of `small` on 1 GPU vs 2 GPUs (torchrun, nccl) -> $OUT/ddp.txt
-# Done on 2026-11-23: decode, bench, ablate (seed 0). Left, in two calls (~8 + ~5 device-minutes with the starts):
-#   run(command="END=560 bash tools/gpu_remaining.sh decode nbs", carry=[".whl"])   (decode re-measures the static
-#   cache's one-query matmul attention and times CUDA-graph decoding with ttl on, both unmeasured so far, and runs
-#   the ttl-on graph check; 09 took 225 s, 07 + 08 alone about 200 s)
-#   run(command="SEEDS=1 END=400 bash tools/gpu_remaining.sh ablate", carry=[".whl"])
-# and ddp when status lists nvidia-h200-x2.
+# Done on 2026-11-23 (two sessions): decode (twice), bench, ablate (seeds 0 and 1), nbs (07), train (08).
+# Left: ddp, when status lists nvidia-h200-x2: run(command="END=500 bash tools/gpu_remaining.sh ddp", kind="nvidia-h200-x2",
+# carry=[".whl"]).
 # .whl/ is built by tools/gpu_wheels.sh. Back here: untar, then `python tools/gpu_merge.py RETURNED.ipynb nbs/NAME.ipynb`
 # copies only the cuda cells' outputs (matched by source, errors refused), then nbdev_clean.
 set -uo pipefail
@@ -39,6 +37,10 @@ nbs)
   echo "08_train cuda cell, $(left 999) s left"
   [ $(left 999) -gt 40 ] && timeout $(left 999) python3 tools/gpu_cells.py nbs/08_train.ipynb hypermnemosyne.train --write 2>&1 | grep -v Warning | tee "$OUT/train08.txt" | tail -20
   tar czf "$OUT/nbs0708.tar.gz" nbs/07_model.ipynb nbs/08_train.ipynb ;;
+train)
+  # 08_train's `#| cuda` cell alone (small, 60 steps, eager then torch.compile; about 3 minutes with the compile)
+  timeout $(left 400) python3 tools/gpu_cells.py nbs/08_train.ipynb hypermnemosyne.train --write 2>&1 | grep -v Warning | tee "$OUT/train08.txt" | tail -20
+  tar czf "$OUT/nbs08.tar.gz" nbs/08_train.ipynb ;;
 bench)
   timeout $(left 570) python3 -c "from hypermnemosyne.bench import bench_main; bench_main(out='$OUT/bench_h100.json')" 2>&1 | tee "$OUT/bench_log.txt" | tail -80 ;;
 ablate)
@@ -51,6 +53,6 @@ ddp)
   { echo "== small, 1 GPU"; timeout 200 python3 /tmp/hm_train.py $S --out /tmp/s1; echo rc=$?
     echo "== small, 2 GPUs (DDP, nccl)"; timeout 240 torchrun --standalone --nproc_per_node 2 /tmp/hm_train.py $S --out /tmp/s2; echo rc=$?
     python3 tools/ddp_report.py /tmp/s1 /tmp/s2; } 2>&1 | tee "$OUT/ddp.txt" | tail -40 ;;
-*) echo "unknown stage $stage (decode, nbs, bench, ablate, ddp)"; exit 2 ;;
+*) echo "unknown stage $stage (decode, nbs, train, bench, ablate, ddp)"; exit 2 ;;
 esac
 done

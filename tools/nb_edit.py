@@ -1,6 +1,7 @@
 """Small edits to notebooks that hold outputs a CPU cannot remake (GPU tables), so they cannot be regenerated from drafts:
     insert_after(nb, marker, source, cell_type='code'): add a cell after the first cell whose source contains `marker`
     replace(nb, old, new): replace text in the one cell that contains `old` (outputs kept)
+    patch(nb, draft, pairs) / patch_md(nb, draft, pairs): the same replacements in a notebook and its draft (code / markdown)
 Used from Python: `from tools.nb_edit import insert_after, replace` (run from the repository root)."""
 import json, uuid
 from pathlib import Path
@@ -48,3 +49,21 @@ def move_after(path, marker, after_marker):
     if len(a) != 1 or len(b) != 1: raise ValueError(f'{path}: markers found in {len(a)} and {len(b)} cells, need exactly 1 each')
     cell = nb['cells'].pop(a[0])
     nb['cells'].insert(find(after_marker)[0] + 1, cell); _save(path, nb)
+
+def _as_comment(text):
+    "Markdown text as it sits in a percent-format draft: every line after the first prefixed by '# ' ('#' when empty)."
+    first, *rest = text.split('\n')
+    return '\n'.join([first] + [('# ' + l) if l else '#' for l in rest])
+
+def patch_md(nb_path, draft_path, pairs):
+    "`patch` for markdown cells: each (old, new) is replaced in the notebook as written and in the draft as comment lines."
+    nb, d = _load(nb_path), Path(draft_path)
+    s = d.read_text()
+    for old, new in pairs:
+        hits = [c for c in nb['cells'] if c['cell_type'] == 'markdown' and old in ''.join(c['source'])]
+        if len(hits) != 1: raise ValueError(f'{nb_path}: {old[:60]!r} found in {len(hits)} markdown cells, need exactly 1')
+        hits[0]['source'] = ''.join(hits[0]['source']).replace(old, new).splitlines(keepends=True)
+        o, n = _as_comment(old), _as_comment(new)
+        if s.count(o) != 1: raise ValueError(f'{draft_path}: {old[:60]!r} found {s.count(o)} times, need exactly 1')
+        s = s.replace(o, n)
+    _save(nb_path, nb); d.write_text(s)
