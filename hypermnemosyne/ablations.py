@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from .core import get_device, device_name
 
 # %% auto #0
-__all__ = ['ABL_QUESTIONS', 'ABL_ARMS', 'GPU_COMMAND', 'arm_questions', 'trainer_supports_adamw_only', 'arm_spec',
-           'retrieval_accuracy', 'composite_gains', 'ttl_switch_name', 'task_logits', 'answer_accuracy',
+__all__ = ['ABL_QUESTIONS', 'ABL_ARMS', 'GPU_COMMAND', 'GPU_TASK_COMMAND', 'arm_questions', 'trainer_supports_adamw_only',
+           'arm_spec', 'retrieval_accuracy', 'composite_gains', 'ttl_switch_name', 'task_logits', 'answer_accuracy',
            'passkey_batch', 'mqar_pairs_for', 'task_finetune', 'memory_tasks', 'run_arm', 'probe_step_time',
            'probe_concurrent', 'ablation_parser', 'run_ablations', 'load_results', 'arm_metric', 'summarize',
            'paired_diff', 'verdicts']
@@ -153,10 +153,13 @@ def mqar_pairs_for(seq_len: int) -> list[int]:
     "Numbers of key-value pairs that fit MQAR (all keys queried) at `seq_len` over the byte vocabulary."
     return [p for p in (4, 8, 16, 32, 64) if 4 * p <= seq_len]
 
-def task_finetune(model, steps: int, seq_len: int, batch_size: int, seed: int, muon_lr: float, adamw_lr: float) -> list[float]:
-    "The task phase: `steps` of answer-only CE on alternating passkey / MQAR batches at `seq_len` (Muon + AdamW, 10% warmup)."
+def task_finetune(model, steps: int, seq_len: int, batch_size: int, seed: int, muon_lr: float, adamw_lr: float,
+                  schedule: str = 'constant') -> list[float]:
+    """The task phase: `steps` of answer-only CE on alternating passkey / MQAR batches at `seq_len` (Muon + AdamW, 10%
+    warmup, then `schedule` as in `train.lr_factor`: 'constant' as the first GPU sets ran, 'cosine' decays to 10%)."""
     from hypermnemosyne.data import mqar
     from hypermnemosyne.muon import MuonWithAdamW
+    from hypermnemosyne.train import lr_factor
     if steps <= 0: return []
     dev = next(model.parameters()).device
     opt = MuonWithAdamW(model, muon_lr=muon_lr, adamw_lr=adamw_lr)
@@ -165,7 +168,8 @@ def task_finetune(model, steps: int, seq_len: int, batch_size: int, seed: int, m
     pairs = mqar_pairs_for(seq_len)
     model.train(); losses = []
     for s in range(steps):
-        for g, b in zip(opt.param_groups, base): g['lr'] = b * min(1.0, (s + 1) / max(1, steps // 10))
+        f = lr_factor(s, steps, warmup=max(1, steps // 10), schedule=schedule)
+        for g, b in zip(opt.param_groups, base): g['lr'] = b * f
         if s % 2 == 0 or not pairs:
             tb = passkey_batch(seq_len, batch_size, seed=int(rng.integers(1 << 30)))
         else:
@@ -229,7 +233,8 @@ def _curve(run_dir, max_points: int = 300) -> dict:
 def run_arm(arm: str, seed: int = 0, preset: str = 'tiny', steps: int = 100, batch_size: int = 8, seq_len: int = 128,
             out='ablation_results/run', work=None, device=None, deep_layers: int = 24, deep_lr_mult: float = 4.0,
             deep_steps: int | None = None, eval_batches: int = 4, eval_every: int = 0, n_evals: int = 0, task_steps: int = 0,
-            task_n: int = 16, retrieval_n: int = 64, max_corpus_mb: float = 0.0, corpus: str = 'stdlib',
+            task_n: int = 16, task_schedule: str = 'constant', task_lr_mult: float = 1.0, retrieval_n: int = 64,
+            max_corpus_mb: float = 0.0, corpus: str = 'stdlib',
             muon_lr: float | None = None, adamw_lr: float | None = None, mem_max_grad_norm: float | None = 1.0) -> dict:
     """Train and evaluate one arm with one seed; returns the result dict and writes it to `out/<arm>_seed<seed>.json`.
     Validation runs every `eval_every` steps, or `n_evals` times evenly spread (when `n_evals` > 0), and at the end."""
@@ -292,8 +297,9 @@ def run_arm(arm: str, seed: int = 0, preset: str = 'tiny', steps: int = 100, bat
     safe('retrieval', lambda: retrieval_accuracy(model, pairs, tok, max_len=seq_len) if len(pairs) >= 2 else None)
     if 'memory' in res['questions'] and task_steps > 0:
         def tasks():
-            tl = task_finetune(model, task_steps, seq_len, batch_size, seed, m_lr, a_lr)
-            return dict(task_steps=task_steps, task_loss=[tl[i] for i in range(0, len(tl), max(1, len(tl) // 50))],
+            tl = task_finetune(model, task_steps, seq_len, batch_size, seed, m_lr * task_lr_mult, a_lr * task_lr_mult,
+                               schedule=task_schedule)
+            return dict(task_steps=task_steps, task_schedule=task_schedule, task_lr_mult=task_lr_mult, task_loss=[tl[i] for i in range(0, len(tl), max(1, len(tl) // 50))],
                         task_nonfinite_steps=sum(not math.isfinite(x) for x in tl), **memory_tasks(model, seq_len, n=task_n))
         safe('tasks', tasks)
     res['eval_wall_s'] = round(time.time() - t1, 2)
@@ -399,6 +405,9 @@ def ablation_parser() -> argparse.ArgumentParser:
     p.add_argument('--n_evals', type=int, default=0, help='>0: this many validations spread over the run (overrides --eval_every)')
     p.add_argument('--task_steps', type=int, default=0, help='task-phase steps of the memory-question arms (0: none)')
     p.add_argument('--task_n', type=int, default=16, help='sequences per passkey length / MQAR size')
+    p.add_argument('--task_schedule', default='constant', choices=('constant', 'cosine'),
+                   help='task-phase learning rate after the 10%% warmup (constant: as the first GPU sets ran)')
+    p.add_argument('--task_lr_mult', type=float, default=1.0, help="task-phase learning rates as a multiple of the arm's")
     p.add_argument('--retrieval_n', type=int, default=64)
     p.add_argument('--max_corpus_mb', type=float, default=0.0)
     p.add_argument('--corpus', default='stdlib')
@@ -408,7 +417,8 @@ def ablation_parser() -> argparse.ArgumentParser:
     return p
 
 _RUN_KEYS = ('preset', 'steps', 'batch_size', 'seq_len', 'device', 'deep_layers', 'deep_lr_mult', 'deep_steps', 'eval_batches',
-             'eval_every', 'n_evals', 'task_steps', 'task_n', 'retrieval_n', 'max_corpus_mb', 'corpus', 'mem_max_grad_norm')
+             'eval_every', 'n_evals', 'task_steps', 'task_n', 'task_schedule', 'task_lr_mult', 'retrieval_n', 'max_corpus_mb',
+             'corpus', 'mem_max_grad_norm')
 
 def _check_args(a):
     arms = list(ABL_ARMS) if a.arms == 'all' else [x.strip() for x in a.arms.split(',') if x.strip()]
@@ -570,6 +580,14 @@ GPU_COMMAND = ('python -m hypermnemosyne.ablations --preset small --arms all --s
                '--slowdown 1 --deadline_s 275 --batch_size 16 --seq_len 256 --jobs 9 '
                '--task_steps 100 --task_n 16 --retrieval_n 200 --eval_batches 16 --n_evals 6 '
                '--out /tmp/hm_ablations --work /tmp/hm_ablations_runs')
+# The memory question again with a 4x longer task phase (400 steps, cosine decay, half the learning rates: at a
+# constant rate the task loss fell and then rose back to chance, see below) and twice the task sequences, memory and
+# mHC arms only, both seeds in one wave: does the memory help retrieval once every arm has had time to learn the tasks?
+GPU_TASK_COMMAND = ('python -m hypermnemosyne.ablations --preset small --arms memory,mhc --seeds 0,1 --steps 300 '
+                    '--slowdown 1 --deadline_s 450 --batch_size 16 --seq_len 256 --jobs 4 '
+                    '--task_steps 400 --task_schedule cosine --task_lr_mult 0.5 --task_n 32 --retrieval_n 200 '
+                    '--eval_batches 16 --n_evals 3 '
+                    '--out /tmp/hm_ablations_task --work /tmp/hm_ablations_task_runs')
 
 # %% ../nbs/11_ablations.ipynb #ef9a26da
 def paired_diff(rs: list[dict], a: str, b: str, fn) -> tuple:
@@ -613,14 +631,16 @@ def _status(rs, arm):
 def verdicts(rs: list[dict]) -> dict[str, list[str]]:
     "Plain-words findings per question, computed from one result set."
     bpb = lambda r: r['val_bpb']
+    has = lambda *arms: any(r.get('arm') in arms for r in rs)
     out = {}
-    v = [_cmp(rs, 'mhc', 'residual', bpb, 'val bpb'), _cmp(rs, 'hc', 'residual', bpb, 'val bpb'), _cmp(rs, 'mhc', 'hc', bpb, 'val bpb')]
+    v = ([_cmp(rs, 'mhc', 'residual', bpb, 'val bpb'), _cmp(rs, 'hc', 'residual', bpb, 'val bpb'), _cmp(rs, 'mhc', 'hc', bpb, 'val bpb')]
+         if has('residual', 'hc') else ['the residual and HC arms are not in this set.'])
     for arm in ('hc', 'mhc'):
         m, s, n = arm_metric(rs, arm, lambda r: max(r['composite_gain']['max']['bwd']))
         if m is not None: v.append(f'{arm}: largest composite backward gain over depth {m:.3g} ± {s:.2g} (worst token; 1 = no amplification).')
     out['hyper-connections'] = v
-    v = [_status(rs, a) for a in ('deep_residual', 'deep_hc', 'deep_mhc')]
     deep = [r for r in rs if r.get('arm', '').startswith('deep_')]
+    v = [_status(rs, a) for a in ('deep_residual', 'deep_hc', 'deep_mhc')] if deep else []
     if deep:
         d0, ref = deep[0], next((r for r in rs if r.get('arm') == 'mhc' and r.get('muon_lr')), None)
         nl = (d0.get('model_overrides') or {}).get('n_layers')
@@ -660,7 +680,8 @@ def verdicts(rs: list[dict]) -> dict[str, list[str]]:
         tl = arm_metric(rs, 'memory', lambda r: max(a for a in r['tasks']['passkey']['acc']['ttl_on'] + r['tasks']['mqar']['acc']['ttl_on']))
         tl0 = arm_metric(rs, 'mhc', lambda r: max(a for a in r['tasks']['passkey']['acc']['ttl_on'] + r['tasks']['mqar']['acc']['ttl_on']))
         if (tl[0] or 0) < 0.05 and (tl0[0] or 0) < 0.05:
-            v.append('both arms stayed near zero on every task: the task phase was too short to teach the tasks, so this set says nothing about retrieval.')
+            v.append('both arms stayed near zero on every task: the task phase did not leave the tasks learned (too short, or '
+                     'learned and lost again: see the task-loss plot), so this set says nothing about retrieval.')
     else: v.append('no memory-arm task results in this set (passkey and MQAR not measured).')
     v.append(_status(rs, 'memory'))
     clip = sorted({r.get('mem_max_grad_norm') for r in rs if r.get('arm') == 'memory'} - {None})
@@ -668,30 +689,32 @@ def verdicts(rs: list[dict]) -> dict[str, list[str]]:
     errs = [f"{r['arm']} seed {r['seed']}: {k}" for r in rs for k in r if k.endswith('_error')]
     if errs: v.append('evaluations that failed (see the JSONs): ' + '; '.join(errs))
     out['memory'] = v
-    v = [_cmp(rs, 'jepa', 'mhc', bpb, 'val bpb (JEPA on vs off)')]
-    keys = (('enc_top1', 'Enc(doc)', 1), ('pred_top1', 'Pred(doc)', 1), ('enc_top5', 'Enc(doc)', 5), ('pred_top5', 'Pred(doc)', 5))
-    for key, lab, k in keys:
-        v.append(_cmp(rs, 'jepa', 'mhc', lambda r: r['retrieval'][key], f'docstring->code top-{k} retrieval from {lab}', lower_better=False, digits=3))
-    ch = arm_metric(rs, 'mhc', lambda r: r['retrieval']['chance'])[0]
-    if ch is not None:
-        v.append(f'chance level for retrieval: top-1 {ch:.3f}, top-5 {min(1.0, 5 * ch):.3f}.')
-        # an accuracy over n pairs is a count of hits: within chance + 2 binomial standard deviations it is not above chance
-        n = arm_metric(rs, 'mhc', lambda r: r['retrieval']['n'])[0] or 1 / ch
-        lim = {k: min(1.0, k * ch) + 2 * math.sqrt(min(1.0, k * ch) * (1 - min(1.0, k * ch)) / n) for k in (1, 5)}
-        best = [(arm_metric(rs, a, lambda r: r['retrieval'][key])[0], lim[k]) for a in ('jepa', 'mhc') for key, _, k in keys]
-        if any(b is not None for b, _ in best) and all(b is None or b <= l for b, l in best):
-            v.append(f'every retrieval accuracy of both arms is within 2 binomial standard deviations of chance ({n:.0f} pairs: '
-                     f'top-1 up to {lim[1]:.3f}, top-5 up to {lim[5]:.3f}; one hit = {1 / n:.3f}): at this scale neither the '
-                     'plain LM nor the JEPA term gives embeddings that find a docstring\'s code, so this set shows no retrieval '
-                     'benefit of JEPA' + (', and a difference of a few hits called clear above is within that noise.'
-                                          if any('on every seed' in l for l in v[1:1 + len(keys)]) else '.'))
-    m0 = arm_metric(rs, 'jepa', lambda r: r['curve']['mean_pairwise_cos'][0][1])
-    m1 = arm_metric(rs, 'jepa', lambda r: r['curve']['mean_pairwise_cos'][-1][1])
-    j0 = arm_metric(rs, 'jepa', lambda r: r['curve']['jepa'][0][1]); j1 = arm_metric(rs, 'jepa', lambda r: r['curve']['jepa'][-1][1])
-    if m1[0] is not None:
-        v.append(f'JEPA collapse monitor (mean pairwise cosine of the view embeddings, 1 = all identical): {m0[0]:.2f} at the '
-                 f'first step, {m1[0]:.3f} ± {m1[1]:.3f} at the last' + (f'; the JEPA loss fell from {j0[0]:.3f} to {j1[0]:.4f}' if j1[0] is not None else '')
-                 + (': the JEPA term was met largely by collapsing the embeddings.' if m1[0] > 0.9 else '.'))
+    if has('jepa'):
+        v = [_cmp(rs, 'jepa', 'mhc', bpb, 'val bpb (JEPA on vs off)')]
+        keys = (('enc_top1', 'Enc(doc)', 1), ('pred_top1', 'Pred(doc)', 1), ('enc_top5', 'Enc(doc)', 5), ('pred_top5', 'Pred(doc)', 5))
+        for key, lab, k in keys:
+            v.append(_cmp(rs, 'jepa', 'mhc', lambda r: r['retrieval'][key], f'docstring->code top-{k} retrieval from {lab}', lower_better=False, digits=3))
+        ch = arm_metric(rs, 'mhc', lambda r: r['retrieval']['chance'])[0]
+        if ch is not None:
+            v.append(f'chance level for retrieval: top-1 {ch:.3f}, top-5 {min(1.0, 5 * ch):.3f}.')
+            # an accuracy over n pairs is a count of hits: within chance + 2 binomial standard deviations it is not above chance
+            n = arm_metric(rs, 'mhc', lambda r: r['retrieval']['n'])[0] or 1 / ch
+            lim = {k: min(1.0, k * ch) + 2 * math.sqrt(min(1.0, k * ch) * (1 - min(1.0, k * ch)) / n) for k in (1, 5)}
+            best = [(arm_metric(rs, a, lambda r: r['retrieval'][key])[0], lim[k]) for a in ('jepa', 'mhc') for key, _, k in keys]
+            if any(b is not None for b, _ in best) and all(b is None or b <= l for b, l in best):
+                v.append(f'every retrieval accuracy of both arms is within 2 binomial standard deviations of chance ({n:.0f} pairs: '
+                         f'top-1 up to {lim[1]:.3f}, top-5 up to {lim[5]:.3f}; one hit = {1 / n:.3f}): at this scale neither the '
+                         'plain LM nor the JEPA term gives embeddings that find a docstring\'s code, so this set shows no retrieval '
+                         'benefit of JEPA' + (', and a difference of a few hits called clear above is within that noise.'
+                                              if any('on every seed' in l for l in v[1:1 + len(keys)]) else '.'))
+        m0 = arm_metric(rs, 'jepa', lambda r: r['curve']['mean_pairwise_cos'][0][1])
+        m1 = arm_metric(rs, 'jepa', lambda r: r['curve']['mean_pairwise_cos'][-1][1])
+        j0 = arm_metric(rs, 'jepa', lambda r: r['curve']['jepa'][0][1]); j1 = arm_metric(rs, 'jepa', lambda r: r['curve']['jepa'][-1][1])
+        if m1[0] is not None:
+            v.append(f'JEPA collapse monitor (mean pairwise cosine of the view embeddings, 1 = all identical): {m0[0]:.2f} at the '
+                     f'first step, {m1[0]:.3f} ± {m1[1]:.3f} at the last' + (f'; the JEPA loss fell from {j0[0]:.3f} to {j1[0]:.4f}' if j1[0] is not None else '')
+                     + (': the JEPA term was met largely by collapsing the embeddings.' if m1[0] > 0.9 else '.'))
+    else: v = ['the JEPA arm is not in this set.']
     out['jepa'] = v
     st = [r for r in rs if r.get('arm') == 'adamw']
     if st and all(r.get('status') == 'not_run' for r in st): out['optimizer'] = [f'not run: {st[0].get("reason")}']

@@ -11,6 +11,7 @@
 #   bench  the full hm_bench table ($OUT/bench_h100.json; partial results are saved after each benchmark)
 #   ablate the GPU ablation study (GPU_COMMAND in nbs/11_ablations.ipynb, about 4 minutes) -> $OUT/ablations.tar.gz;
 #          SEEDS=1 runs it for seed 1 instead of seed 0 (copy the JSONs beside seed 0's in nbs/ablation_results/gpu-small)
+#   memtask the memory question with a 4x longer task phase (GPU_TASK_COMMAND, about 5 minutes) -> $OUT/memtask.tar.gz
 #   ddp    2-GPU DDP on nvidia-h200-x2: tokens/s of `small` on 1 GPU vs 2 GPUs (torchrun, nccl) -> $OUT/ddp.txt
 # Done on 2026-11-23 (two sessions): decode (twice), bench, ablate (seeds 0 and 1), nbs (07), train (08).
 # Left: ddp, when status lists nvidia-h200-x2: run(command="END=500 bash tools/gpu_remaining.sh ddp", kind="nvidia-h200-x2",
@@ -47,12 +48,17 @@ ablate)
   cmd=$(python3 -c "from hypermnemosyne.ablations import GPU_COMMAND; print(GPU_COMMAND)"); cmd=${cmd/--seeds 0 /--seeds ${SEEDS:-0} }
   echo "$cmd"; timeout $(left 560) $cmd 2>&1 | tee "$OUT/ablate_log.txt" | tail -40
   tar czf "$OUT/ablations.tar.gz" -C /tmp hm_ablations $(cd /tmp && ls hm_ablations_runs/*.log) ;;
+memtask)
+  # the memory question with a 400-step task phase (GPU_TASK_COMMAND in nbs/11_ablations.ipynb, memory and mHC, seeds 0,1)
+  cmd=$(python3 -c "from hypermnemosyne.ablations import GPU_TASK_COMMAND; print(GPU_TASK_COMMAND)")
+  echo "$cmd"; timeout $(left 500) $cmd 2>&1 | tee "$OUT/memtask_log.txt" | tail -20
+  tar czf "$OUT/memtask.tar.gz" -C /tmp hm_ablations_task $(cd /tmp && ls hm_ablations_task_runs/*.log) ;;
 ddp)
   nvidia-smi -L
   S="--preset small --no-progress --steps 40 --warmup 3 --eval_every 0 --eval_batches 2 --ckpt_every 0 --batch_size 8 --seq_len 1024"
   { echo "== small, 1 GPU"; timeout 200 python3 /tmp/hm_train.py $S --out /tmp/s1; echo rc=$?
     echo "== small, 2 GPUs (DDP, nccl)"; timeout 240 torchrun --standalone --nproc_per_node 2 /tmp/hm_train.py $S --out /tmp/s2; echo rc=$?
     python3 tools/ddp_report.py /tmp/s1 /tmp/s2; } 2>&1 | tee "$OUT/ddp.txt" | tail -40 ;;
-*) echo "unknown stage $stage (decode, nbs, train, bench, ablate, ddp)"; exit 2 ;;
+*) echo "unknown stage $stage (decode, nbs, train, bench, ablate, memtask, ddp)"; exit 2 ;;
 esac
 done
