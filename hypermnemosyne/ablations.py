@@ -14,9 +14,9 @@ from .core import get_device, device_name
 # %% auto #0
 __all__ = ['ABL_QUESTIONS', 'ABL_ARMS', 'GPU_COMMAND', 'GPU_TASK_COMMAND', 'arm_questions', 'trainer_supports_adamw_only',
            'arm_spec', 'retrieval_accuracy', 'composite_gains', 'ttl_switch_name', 'task_logits', 'answer_accuracy',
-           'passkey_batch', 'mqar_pairs_for', 'task_finetune', 'memory_tasks', 'run_arm', 'probe_step_time',
-           'probe_concurrent', 'ablation_parser', 'run_ablations', 'load_results', 'arm_metric', 'summarize',
-           'paired_diff', 'verdicts']
+           'passkey_batch', 'mqar_pairs_for', 'task_kind', 'task_finetune', 'memory_tasks', 'run_arm',
+           'probe_step_time', 'probe_concurrent', 'ablation_parser', 'run_ablations', 'load_results', 'arm_metric',
+           'summarize', 'paired_diff', 'verdicts']
 
 # %% ../nbs/11_ablations.ipynb #b217c8db
 ABL_QUESTIONS = {
@@ -153,6 +153,10 @@ def mqar_pairs_for(seq_len: int) -> list[int]:
     "Numbers of key-value pairs that fit MQAR (all keys queried) at `seq_len` over the byte vocabulary."
     return [p for p in (4, 8, 16, 32, 64) if 4 * p <= seq_len]
 
+def task_kind(step: int, seq_len: int) -> str:
+    "Which task the task phase trains on at `step`: passkey on even steps, MQAR on odd ones (when MQAR fits `seq_len`)."
+    return 'passkey' if step % 2 == 0 or not mqar_pairs_for(seq_len) else 'mqar'
+
 def task_finetune(model, steps: int, seq_len: int, batch_size: int, seed: int, muon_lr: float, adamw_lr: float,
                   schedule: str = 'constant') -> list[float]:
     """The task phase: `steps` of answer-only CE on alternating passkey / MQAR batches at `seq_len` (Muon + AdamW, 10%
@@ -170,7 +174,7 @@ def task_finetune(model, steps: int, seq_len: int, batch_size: int, seed: int, m
     for s in range(steps):
         f = lr_factor(s, steps, warmup=max(1, steps // 10), schedule=schedule)
         for g, b in zip(opt.param_groups, base): g['lr'] = b * f
-        if s % 2 == 0 or not pairs:
+        if task_kind(s, seq_len) == 'passkey':
             tb = passkey_batch(seq_len, batch_size, seed=int(rng.integers(1 << 30)))
         else:
             p = int(rng.choice(pairs))
@@ -299,7 +303,10 @@ def run_arm(arm: str, seed: int = 0, preset: str = 'tiny', steps: int = 100, bat
         def tasks():
             tl = task_finetune(model, task_steps, seq_len, batch_size, seed, m_lr * task_lr_mult, a_lr * task_lr_mult,
                                schedule=task_schedule)
-            return dict(task_steps=task_steps, task_schedule=task_schedule, task_lr_mult=task_lr_mult, task_loss=[tl[i] for i in range(0, len(tl), max(1, len(tl) // 50))],
+            curve = {k: [[s, x] for s, x in enumerate(tl) if task_kind(s, seq_len) == k] for k in ('passkey', 'mqar')}
+            return dict(task_steps=task_steps, task_schedule=task_schedule, task_lr_mult=task_lr_mult,
+                        task_loss=[tl[i] for i in range(0, len(tl), max(1, len(tl) // 50))],   # every k-th step, as the first sets
+                        task_curve={k: c[::max(1, len(c) // 50)] for k, c in curve.items()},  # [step, loss] per task
                         task_nonfinite_steps=sum(not math.isfinite(x) for x in tl), **memory_tasks(model, seq_len, n=task_n))
         safe('tasks', tasks)
     res['eval_wall_s'] = round(time.time() - t1, 2)
