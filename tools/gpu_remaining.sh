@@ -25,6 +25,10 @@ printf 'import sys, types\nsys.modules.setdefault("selective_scan_cuda", types.M
 mkdir -p "$OUT"
 printf 'import sys\nfrom hypermnemosyne.train import hm_train\nsys.exit(hm_train())\n' > /tmp/hm_train.py
 left() { local l=$(( END - SECONDS )); echo $(( l < $1 ? l : $1 )); }
+# study CMD MAX_S NAME DIR: run an ablation command, then pack its JSONs (/tmp/DIR) and worker logs (/tmp/DIR_runs)
+study() { echo "$1"; timeout $(left $2) $1 2>&1 | tee "$OUT/$3_log.txt" | tail -40
+          tar czf "$OUT/$3.tar.gz" -C /tmp "$4" $(cd /tmp && ls "$4"_runs/*.log); }
+train08() { timeout $(left $1) python3 tools/gpu_cells.py nbs/08_train.ipynb hypermnemosyne.train --write 2>&1 | grep -v Warning | tee "$OUT/train08.txt" | tail -20; }
 for stage in "${@:-nbs}"; do
 echo "== stage $stage at ${SECONDS} s"
 case $stage in
@@ -36,23 +40,19 @@ nbs)
   # CPU cell first, which took the whole call on 2026-11-23 (07_model's did not finish in 209 s)
   timeout $(left 300) python3 tools/gpu_cells.py nbs/07_model.ipynb hypermnemosyne.model --write 2>&1 | grep -v Warning | tee "$OUT/model07.txt" | tail -20
   echo "08_train cuda cell, $(left 999) s left"
-  [ $(left 999) -gt 40 ] && timeout $(left 999) python3 tools/gpu_cells.py nbs/08_train.ipynb hypermnemosyne.train --write 2>&1 | grep -v Warning | tee "$OUT/train08.txt" | tail -20
+  [ $(left 999) -gt 40 ] && train08 999
   tar czf "$OUT/nbs0708.tar.gz" nbs/07_model.ipynb nbs/08_train.ipynb ;;
 train)
   # 08_train's `#| cuda` cell alone (small, 60 steps, eager then torch.compile; about 3 minutes with the compile)
-  timeout $(left 400) python3 tools/gpu_cells.py nbs/08_train.ipynb hypermnemosyne.train --write 2>&1 | grep -v Warning | tee "$OUT/train08.txt" | tail -20
-  tar czf "$OUT/nbs08.tar.gz" nbs/08_train.ipynb ;;
+  train08 400; tar czf "$OUT/nbs08.tar.gz" nbs/08_train.ipynb ;;
 bench)
   timeout $(left 570) python3 -c "from hypermnemosyne.bench import bench_main; bench_main(out='$OUT/bench_h100.json')" 2>&1 | tee "$OUT/bench_log.txt" | tail -80 ;;
 ablate)
   cmd=$(python3 -c "from hypermnemosyne.ablations import GPU_COMMAND; print(GPU_COMMAND)"); cmd=${cmd/--seeds 0 /--seeds ${SEEDS:-0} }
-  echo "$cmd"; timeout $(left 560) $cmd 2>&1 | tee "$OUT/ablate_log.txt" | tail -40
-  tar czf "$OUT/ablations.tar.gz" -C /tmp hm_ablations $(cd /tmp && ls hm_ablations_runs/*.log) ;;
+  study "$cmd" 560 ablations hm_ablations ;;
 memtask)
   # the memory question with a 400-step task phase (GPU_TASK_COMMAND in nbs/11_ablations.ipynb, memory and mHC, seeds 0,1)
-  cmd=$(python3 -c "from hypermnemosyne.ablations import GPU_TASK_COMMAND; print(GPU_TASK_COMMAND)")
-  echo "$cmd"; timeout $(left 500) $cmd 2>&1 | tee "$OUT/memtask_log.txt" | tail -20
-  tar czf "$OUT/memtask.tar.gz" -C /tmp hm_ablations_task $(cd /tmp && ls hm_ablations_task_runs/*.log) ;;
+  study "$(python3 -c "from hypermnemosyne.ablations import GPU_TASK_COMMAND; print(GPU_TASK_COMMAND)")" 500 memtask hm_ablations_task ;;
 ddp)
   nvidia-smi -L
   S="--preset small --no-progress --steps 40 --warmup 3 --eval_every 0 --eval_batches 2 --ckpt_every 0 --batch_size 8 --seq_len 1024"
