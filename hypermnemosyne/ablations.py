@@ -305,7 +305,6 @@ def run_arm(arm: str, seed: int = 0, preset: str = 'tiny', steps: int = 100, bat
                                schedule=task_schedule)
             curve = {k: [[s, x] for s, x in enumerate(tl) if task_kind(s, seq_len) == k] for k in ('passkey', 'mqar')}
             return dict(task_steps=task_steps, task_schedule=task_schedule, task_lr_mult=task_lr_mult,
-                        task_loss=[tl[i] for i in range(0, len(tl), max(1, len(tl) // 50))],   # every k-th step, as the first sets
                         task_curve={k: c[::max(1, len(c) // 50)] for k, c in curve.items()},  # [step, loss] per task
                         task_nonfinite_steps=sum(not math.isfinite(x) for x in tl), **memory_tasks(model, seq_len, n=task_n))
         safe('tasks', tasks)

@@ -26,20 +26,25 @@ def replace(path, old, new):
     if len(hits) != 1: raise ValueError(f'{path}: text {old[:60]!r} found in {len(hits)} cells, need exactly 1')
     c = hits[0]; c['source'] = ''.join(c['source']).replace(old, new).splitlines(keepends=True); _save(path, nb)
 
-def patch(nb_path, draft_path, pairs):
-    """Apply (old, new) code replacements to a notebook's cells and to its percent-format draft (if it exists), so the
-    two stay in step. Each `old` must occur in exactly one cell (and once in the draft); nothing is written unless all do."""
+def patch(nb_path, draft_path, pairs, markdown=False):
+    """Apply (old, new) replacements to a notebook's cells and to its percent-format draft (if it exists), so the
+    two stay in step. Each `old` must occur in exactly one cell (and once in the draft); nothing is written unless all do.
+    `markdown=True`: only markdown cells match, and the draft holds the text as comment lines (`_as_comment`)."""
     nb, d = _load(nb_path), Path(draft_path)
     s = d.read_text() if d.exists() else None
+    conv = _as_comment if markdown else (lambda t: t)
     for old, new in pairs:
-        hits = [c for c in nb['cells'] if old in ''.join(c['source'])]
+        hits = [c for c in nb['cells'] if (not markdown or c['cell_type'] == 'markdown') and old in ''.join(c['source'])]
         if len(hits) != 1: raise ValueError(f'{nb_path}: {old[:60]!r} found in {len(hits)} cells, need exactly 1')
         hits[0]['source'] = ''.join(hits[0]['source']).replace(old, new).splitlines(keepends=True)
         if s is not None:
-            if s.count(old) != 1: raise ValueError(f'{draft_path}: {old[:60]!r} found {s.count(old)} times, need exactly 1')
-            s = s.replace(old, new)
+            o, n = conv(old), conv(new)
+            if s.count(o) != 1: raise ValueError(f'{draft_path}: {old[:60]!r} found {s.count(o)} times, need exactly 1')
+            s = s.replace(o, n)
     _save(nb_path, nb)
     if s is not None: d.write_text(s)
+
+def patch_md(nb_path, draft_path, pairs): return patch(nb_path, draft_path, pairs, markdown=True)
 
 def move_after(path, marker, after_marker):
     "Move the one cell whose source contains `marker` (outputs kept) to just after the one cell containing `after_marker`."
@@ -54,16 +59,3 @@ def _as_comment(text):
     "Markdown text as it sits in a percent-format draft: every line after the first prefixed by '# ' ('#' when empty)."
     first, *rest = text.split('\n')
     return '\n'.join([first] + [('# ' + l) if l else '#' for l in rest])
-
-def patch_md(nb_path, draft_path, pairs):
-    "`patch` for markdown cells: each (old, new) is replaced in the notebook as written and in the draft as comment lines."
-    nb, d = _load(nb_path), Path(draft_path)
-    s = d.read_text()
-    for old, new in pairs:
-        hits = [c for c in nb['cells'] if c['cell_type'] == 'markdown' and old in ''.join(c['source'])]
-        if len(hits) != 1: raise ValueError(f'{nb_path}: {old[:60]!r} found in {len(hits)} markdown cells, need exactly 1')
-        hits[0]['source'] = ''.join(hits[0]['source']).replace(old, new).splitlines(keepends=True)
-        o, n = _as_comment(old), _as_comment(new)
-        if s.count(o) != 1: raise ValueError(f'{draft_path}: {old[:60]!r} found {s.count(o)} times, need exactly 1')
-        s = s.replace(o, n)
-    _save(nb_path, nb); d.write_text(s)
