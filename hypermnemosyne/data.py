@@ -309,6 +309,7 @@ class BPETokenizer:
         self.pad_id, self.bos_id, self.eos_id, self.pred_id = ids
         self.vocab_size = tk.get_vocab_size(with_added_tokens=True)
         self.fingerprint = 'bpe-' + hashlib.sha256(tk.to_str().encode()).hexdigest()[:16]
+        self.requested_vocab_size = None  # what train_bpe was asked for (a small corpus can give fewer ids)
     @property
     def special_ids(self) -> dict: return dict(zip(SPECIAL_TOKENS, (self.pad_id, self.bos_id, self.eos_id, self.pred_id)))
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
@@ -326,7 +327,9 @@ class BPETokenizer:
     def save(self, path):
         p = Path(path)
         _atomic_write(p/'tokenizer.json', self.tk.to_str().encode())
-        _atomic_write(p/TOKENIZER_FILE, json.dumps({'kind': 'bpe', 'version': 1, 'file': 'tokenizer.json'}).encode())
+        info = {'kind': 'bpe', 'version': 1, 'file': 'tokenizer.json'}
+        if self.requested_vocab_size: info['requested_vocab_size'] = self.requested_vocab_size
+        _atomic_write(p/TOKENIZER_FILE, json.dumps(info).encode())
         return p
     def __repr__(self): return f'BPETokenizer(vocab_size={self.vocab_size}, {self.fingerprint})'
 
@@ -345,19 +348,36 @@ def train_bpe(texts, vocab_size: int = 4096, min_frequency: int = 2, show_progre
         for t in _iter_texts(texts): n[0] += 1; yield t
     tk.train_from_iterator(counted(), trainer=trainer)
     if n[0] == 0: raise ValueError('train_bpe got no documents')
-    return BPETokenizer(tk)
+    tok = BPETokenizer(tk); tok.requested_vocab_size = vocab_size
+    return tok
+
+def _read_json_file(f: Path, what: str) -> dict:
+    try: d = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f'{f} is not a readable {what} ({type(e).__name__}: {e}); the tokenizer directory is damaged: '
+                         'copy it back from the run it came from, or start a new run') from None
+    if not isinstance(d, dict): raise ValueError(f'{f} is not a {what} (a JSON object was expected); the tokenizer directory is damaged')
+    return d
 
 def load_tokenizer(path):
-    "Load a tokenizer saved with `.save(path)` (either kind)."
+    "Load a tokenizer saved with `.save(path)` (either kind); a missing or damaged file raises a `ValueError` naming it."
     p = Path(path)
     if not (p/TOKENIZER_FILE).is_file():
         raise ValueError(f'no tokenizer in {p}: expected {TOKENIZER_FILE} (written by tokenizer.save(dir))')
-    meta = json.loads((p/TOKENIZER_FILE).read_text())
+    meta = _read_json_file(p/TOKENIZER_FILE, 'tokenizer description')
     if meta.get('kind') == 'byte': return ByteTokenizer()
-    if meta.get('kind') == 'bpe':
-        from tokenizers import Tokenizer
-        return BPETokenizer(Tokenizer.from_file(str(p/meta.get('file', 'tokenizer.json'))))
-    raise ValueError(f'unknown tokenizer kind {meta.get("kind")!r} in {p/TOKENIZER_FILE}')
+    if meta.get('kind') != 'bpe': raise ValueError(f'unknown tokenizer kind {meta.get("kind")!r} in {p/TOKENIZER_FILE}')
+    from tokenizers import Tokenizer
+    f = p/str(meta.get('file', 'tokenizer.json'))
+    if not f.is_file(): raise ValueError(f'{f} is missing (named by {p/TOKENIZER_FILE}); the BPE tokenizer directory is incomplete: '
+                                         'copy it back from the run it came from, or start a new run')
+    _read_json_file(f, 'BPE tokenizer file')
+    try: tok = BPETokenizer(Tokenizer.from_file(str(f)))
+    except Exception as e:  # tokenizers raises its own Exception type for a JSON that is not a tokenizer
+        raise ValueError(f'{f} is not a valid BPE tokenizer ({str(e)[:200]}); copy it back from the run it came from, or start a new run') from None
+    tok.requested_vocab_size = meta.get('requested_vocab_size')
+    return tok
+
 
 # %% ../nbs/06_data.ipynb #94b05562
 CACHE_VERSION = 1
