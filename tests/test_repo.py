@@ -33,3 +33,48 @@ def test_sync_check_catches_hand_edits(tmp_path):
     bad = subprocess.run([sys.executable, 'tools/check_export.py'], cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 1 and 'changed: hypermnemosyne/core.py' in bad.stdout
     assert 'HAND_EDIT' not in core.read_text()  # the export restored what the notebook says
+
+def test_ci_builds_a_fresh_virtual_environment():
+    ci = (ROOT/'.ci'/'run').read_text()
+    assert '-m venv' in ci and 'source "$venv/bin/activate"' in ci, '.ci/run must install into a fresh venv, not the machine\'s Python'
+    assert ci.index('-m venv') < ci.index(TEST_CMD)
+
+def test_every_test_dependency_is_declared():
+    "Imports of the notebooks and tests that are not in the standard library must be declared in settings.ini."
+    import ast, configparser
+    cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini')
+    declared = ' '.join(cfg['DEFAULT'][k] for k in ('requirements', 'dev_requirements'))
+    names = {re.split(r"[<>=;' ]", t.strip("'"))[0].lower().replace('-', '_') for t in declared.split()}
+    provided = {'nbformat', 'ipython', 'ipykernel', 'PIL', 'huggingface_hub', 'IPython', 'pytest', 'execnb', 'nbdev'}  # installed by a declared package
+    srcs = [c['source'] for nb in (ROOT/'nbs').glob('*.ipynb') for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
+    srcs = [''.join(s) for s in srcs] + [p.read_text() for p in (ROOT/'tests').glob('*.py')]
+    used = set()
+    for s in srcs:
+        s = '\n'.join(l for l in s.splitlines() if not l.lstrip().startswith(('%', '!', '#|')))
+        try: tree = ast.parse(s)
+        except SyntaxError: continue
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Import): used |= {a.name.split('.')[0] for a in n.names}
+            elif isinstance(n, ast.ImportFrom) and n.level == 0 and n.module: used.add(n.module.split('.')[0])
+    third = {u for u in used if u not in sys.stdlib_module_names and u not in ('hypermnemosyne', 'tools', 'gpu_records', 'titans_pytorch', 'mamba_ssm')}
+    missing = sorted(u for u in third if u.lower() not in names and u not in provided)
+    assert not missing, f'imported but not declared in settings.ini: {missing}'
+
+def test_jupyter_save_hook_cleans_notebooks():
+    "With `nbdev_install_hooks`, JupyterLab's save runs nbdev's clean_jupyter: it must act for this repository (jupyter_hooks)."
+    from nbdev.clean import clean_jupyter
+    model = dict(type='notebook', content=dict(nbformat=4, nbformat_minor=5, metadata={'widgets': {}, 'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}},
+                 cells=[dict(cell_type='code', execution_count=7, id='x', metadata={'execution': {'a': 1}}, outputs=[], source='1')]))
+    clean_jupyter(path=ROOT/'nbs'/'index.ipynb', model=model)
+    c = model['content']['cells'][0]
+    assert c['execution_count'] is None and c['metadata'] == {}
+
+def test_saved_outputs_hold_no_machine_paths():
+    "Absolute paths of the machine that ran a notebook (home, site-packages, temp dirs) do not belong in saved outputs."
+    pat = re.compile(r'(/root/|/home/\w+/|site-packages|/tmp/tmp\w+|/work/)')
+    for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
+        for i, c in enumerate(json.loads(nb.read_text())['cells']):
+            for o in c.get('outputs', []):
+                text = ''.join(o.get('text', [])) + ''.join(o.get('data', {}).get('text/plain', []))
+                m = pat.search(text)
+                assert m is None, f'{nb.name} cell {i}: saved output shows a machine path ...{text[max(0, m.start() - 40):m.end() + 40]!r}...'

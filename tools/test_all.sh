@@ -7,6 +7,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-
 python tools/check_export.py
 python tools/readme.py --check
 start=$(date +%s)
-timeout 900 nbdev_test --n_workers "${HM_TEST_WORKERS:-2}" --timing ${HM_TEST_FLAGS:+--flags "$HM_TEST_FLAGS"}
+echo "nbdev_test: every notebook (about 3 minutes on 2 cores; each is printed as it starts and ends)"
+timeout 900 nbdev_test --n_workers "${HM_TEST_WORKERS:-2}" --do_print --timing ${HM_TEST_FLAGS:+--flags "$HM_TEST_FLAGS"}
 echo "nbdev_test: $(( $(date +%s) - start )) s"
-timeout 900 python -m pytest -q tests
+echo "pytest: integration tests (CLIs, a real Jupyter kernel, the widget in a browser)"
+timeout 1200 python -m pytest -v --durations=5 tests
