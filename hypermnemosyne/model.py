@@ -311,6 +311,10 @@ class HyperMnemosyne(nn.Module):
     def _logits(self, h):
         return self.head(h) if self.head is not None else F.linear(h, self.embed.weight)
 
+    def get_output_embeddings(self) -> nn.Linear | None:
+        "The untied LM head (None when tied to the embedding): how `muon.muon_param_groups` finds it and keeps it out of Muon."
+        return self.head
+
     def _check_ids(self, ids):
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype not in (torch.long, torch.int32, torch.int64):
             raise ValueError(f'ids must be an integer tensor [batch, seq], got {getattr(ids, "shape", type(ids))} {getattr(ids, "dtype", "")}')

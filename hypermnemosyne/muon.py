@@ -12,8 +12,8 @@ from .core import get_device, time_fn, device_name, format_table, print_table
 
 # %% auto #0
 __all__ = ['NS_COEFFS', 'ADJUST_LR', 'newton_schulz_ref', 'newton_schulz', 'ns_scalar', 'ns_band', 'muon_lr_scale', 'Muon',
-           'classify_param', 'muon_param_groups', 'muon_report', 'check_muon_groups', 'MuonWithAdamW',
-           'base_hidden_shapes', 'bench_muon']
+           'embedding_ids', 'output_head_ids', 'classify_param', 'muon_param_groups', 'muon_report',
+           'check_muon_groups', 'MuonWithAdamW', 'base_hidden_shapes', 'bench_muon']
 
 # %% ../nbs/05_muon.ipynb #3d5a9c4b
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
@@ -170,12 +170,31 @@ def _param_table(model: nn.Module):
             else: owners[id(p)][1].append(full)
     return owners
 
-def classify_param(names, p: torch.Tensor, module: nn.Module, leaf: str, embed_ids=frozenset(), adamw_names=()) -> tuple[bool, str]:
-    "(use_muon, reason) for one parameter known under `names`, owned by `module` as attribute `leaf`."
+def embedding_ids(model: nn.Module) -> set[int]:
+    "Ids of the weights of every `nn.Embedding`/`nn.EmbeddingBag` in `model` (a head tied to one shares its id)."
+    return {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+
+def output_head_ids(model: nn.Module) -> set[int]:
+    """Ids of the weights of `model`'s output projection (the LM head), recognised by structure, not by name: the
+    module returned by `model.get_output_embeddings()` when the model declares it (None: no separate head, e.g. tied);
+    otherwise every `nn.Linear` whose weight has an embedding table's shape `[vocab, d]` (it maps d features to the
+    vocabulary). Modules named `lm_head` count too."""
+    get = getattr(model, 'get_output_embeddings', None)
+    if callable(get): heads = [h for h in [get()] if h is not None]
+    else:
+        shapes = {tuple(m.weight.shape) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+        heads = [m for m in model.modules() if isinstance(m, nn.Linear) and tuple(m.weight.shape) in shapes]
+    heads += [m for n, m in model.named_modules() if n.split('.')[-1] == 'lm_head']
+    return {id(m.weight) for m in heads if isinstance(getattr(m, 'weight', None), torch.Tensor)}
+
+def classify_param(names, p: torch.Tensor, module: nn.Module, leaf: str, embed_ids=frozenset(), adamw_names=(),
+                   head_ids=frozenset()) -> tuple[bool, str]:
+    """(use_muon, reason) for one parameter known under `names`, owned by `module` as attribute `leaf`; `embed_ids` and
+    `head_ids` are `embedding_ids(model)` and `output_head_ids(model)`."""
     if any(pat in n for pat in adamw_names for n in names): return False, 'adamw_names override'
     if id(p) in embed_ids:
         return False, 'embedding (tied to lm_head)' if len(names) > 1 else 'embedding'
-    if any('lm_head' in n.split('.') for n in names): return False, 'lm_head'
+    if id(p) in head_ids or any('lm_head' in n.split('.') for n in names): return False, 'lm_head (output projection)'
     if p.ndim == 0: return False, 'scalar'
     if p.ndim > 2: return False, f'{p.ndim}-D tensor (conv kernel)'
     if _is_norm(module): return False, 'norm'
@@ -192,13 +211,13 @@ def muon_param_groups(model: nn.Module, muon_lr: float = 0.02, adamw_lr: float =
     with `params`, `names`, `use_muon`, `lr`, `weight_decay` (AdamW also `betas`, `eps`), usable by `MuonWithAdamW`
     or by separate `Muon`/`torch.optim.AdamW` instances. `verbose` prints `muon_report(model)`."""
     if isinstance(adamw_names, str): adamw_names = (adamw_names,)
-    embed_ids = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+    embed_ids, head_ids = embedding_ids(model), output_head_ids(model)
     muon = dict(params=[], names=[], use_muon=True, lr=muon_lr, weight_decay=weight_decay)
     adamw = dict(params=[], names=[], use_muon=False, lr=adamw_lr, weight_decay=adamw_weight_decay,
                  betas=tuple(adamw_betas), eps=adamw_eps)
     for p, names, m, leaf in _param_table(model).values():
         if not p.requires_grad: continue
-        use_muon, _ = classify_param(names, p, m, leaf, embed_ids, adamw_names)
+        use_muon, _ = classify_param(names, p, m, leaf, embed_ids, adamw_names, head_ids)
         g = muon if use_muon else adamw
         g['params'].append(p); g['names'].append(names[0])
     if verbose: print(muon_report(model, adamw_names=adamw_names))
@@ -208,10 +227,10 @@ def muon_report(model: nn.Module, adamw_names=(), detail: bool = False) -> str:
     """Printable table of the split: per (group, reason) the count, the number of elements and example names;
     `detail=True` lists every parameter with its shape. Frozen parameters are listed as excluded."""
     if isinstance(adamw_names, str): adamw_names = (adamw_names,)
-    embed_ids = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+    embed_ids, head_ids = embedding_ids(model), output_head_ids(model)
     rows = []
     for p, names, m, leaf in _param_table(model).values():
-        use_muon, why = classify_param(names, p, m, leaf, embed_ids, adamw_names)
+        use_muon, why = classify_param(names, p, m, leaf, embed_ids, adamw_names, head_ids)
         grp = 'excluded (frozen)' if not p.requires_grad else ('Muon' if use_muon else 'AdamW')
         rows.append(dict(group=grp, reason=why, name=' = '.join(names), shape=tuple(p.shape), numel=p.numel()))
     if detail: return format_table(rows, ['group', 'reason', 'name', 'shape'])
@@ -232,7 +251,7 @@ def check_muon_groups(model: nn.Module, groups) -> None:
     if isinstance(groups, dict) or (groups and isinstance(groups[0], torch.Tensor)): groups = [groups]
     groups = [g if isinstance(g, dict) else dict(params=list(g), use_muon=True) for g in groups]
     table = _param_table(model)
-    embed_ids = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+    embed_ids, head_ids = embedding_ids(model), output_head_ids(model)
     seen, problems = {}, []
     for gi, g in enumerate(groups):
         for p in g['params']:
@@ -242,7 +261,7 @@ def check_muon_groups(model: nn.Module, groups) -> None:
             seen[id(p)] = gi
             if not p.requires_grad: problems.append(f'{names[0]} is frozen (requires_grad=False) but in group {gi}')
             if g.get('use_muon', False):
-                use_muon, why = classify_param(names, p, m, leaf, embed_ids)
+                use_muon, why = classify_param(names, p, m, leaf, embed_ids, head_ids=head_ids)
                 if not use_muon and why != 'adamw_names override':
                     problems.append(f'{" = ".join(names)} ({why}, shape {tuple(p.shape)}) is under Muon: it belongs to AdamW')
     for p, names, _, _ in table.values():

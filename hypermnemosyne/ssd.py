@@ -6,6 +6,7 @@
 from __future__ import annotations
 import math
 from dataclasses import dataclass
+import sys, types, importlib, warnings
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -244,14 +245,28 @@ class GatedRMSNorm(nn.Module):
 
 # %% ../nbs/02_ssd.ipynb #8e9e46d4
 _FAST = {}
+_STAND_IN = 'selective_scan_cuda'   # mamba-ssm's compiled Mamba-1 kernel: imported by `import mamba_ssm`, unused by SSD
+
+def _import_triton_ssd():
+    "Import mamba-ssm's Triton SSD modules; stand in for a missing `selective_scan_cuda` (removed again on failure)."
+    stand_in = None
+    try: importlib.import_module(_STAND_IN)
+    except Exception:
+        stand_in = sys.modules[_STAND_IN] = types.ModuleType(_STAND_IN)
+    try:
+        ssd = importlib.import_module('mamba_ssm.ops.triton.ssd_combined')
+        norm = importlib.import_module('mamba_ssm.ops.triton.layernorm_gated')
+        return ssd.mamba_chunk_scan_combined, norm.rmsnorm_fn
+    except BaseException:
+        if stand_in is not None and sys.modules.get(_STAND_IN) is stand_in: del sys.modules[_STAND_IN]
+        raise
 
 def fast_ssd_fn():
     "mamba-ssm's `mamba_chunk_scan_combined`, imported on first use; None when it cannot be imported (reason in `fast_ssd_error()`)."
     if 'fn' not in _FAST:
         try:
-            from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
-            from mamba_ssm.ops.triton.layernorm_gated import rmsnorm_fn
-            _FAST.update(fn=mamba_chunk_scan_combined, norm=rmsnorm_fn, err=None)
+            fn, norm = _import_triton_ssd()
+            _FAST.update(fn=fn, norm=norm, err=None)
         except Exception as e:   # ImportError, or a broken install failing at import time: fall back either way
             _FAST.update(fn=None, norm=None, err=f'{type(e).__name__}: {e}')
     return _FAST['fn']
@@ -259,6 +274,15 @@ def fast_ssd_fn():
 def fast_ssd_error() -> str | None:
     "Why the mamba-ssm fast path is unavailable (None when it imported)."
     fast_ssd_fn(); return _FAST['err']
+
+def _warn_no_fast_path():
+    "Warn once per process that CUDA runs the PyTorch SSD because mamba-ssm's Triton kernels could not be loaded."
+    if _FAST.get('warned'): return
+    _FAST['warned'] = True
+    warnings.warn(f"Mamba2Mixer on CUDA: mamba-ssm's Triton SSD kernels could not be loaded ({fast_ssd_error()}), so the "
+                  "PyTorch SSD (ssd_chunked, ~2.6x slower per block) runs instead. Install them with "
+                  "`pip install -e \".[cuda]\"` (mamba-ssm), or pass use_fast_path=False to choose the PyTorch SSD.",
+                  stacklevel=4)
 
 def _check_mixer_input(mod, u, cache, what='forward'):
     "Shared input checks of both mixers."
@@ -330,7 +354,9 @@ class Mamba2Mixer(nn.Module):
                 raise ImportError(f'use_fast_path=True but mamba-ssm could not be imported ({fast_ssd_error()}); '
                                   'install mamba-ssm or pass use_fast_path=None/False')
             return True
-        return x.is_cuda and x.dtype != torch.float64 and fast_ssd_fn() is not None
+        if not x.is_cuda or x.dtype == torch.float64: return False
+        if fast_ssd_fn() is None: _warn_no_fast_path(); return False
+        return True
 
     def _ssd(self, x, dt, A, B, C, initial_state, fast: bool):
         if fast:
