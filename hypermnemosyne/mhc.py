@@ -39,13 +39,21 @@ def stream_spread(streams: torch.Tensor) -> float:
     return (s.std(-2, unbiased=False).mean() / s.pow(2).mean().sqrt().clamp_min(1e-30)).item()
 
 # %% ../nbs/01_mhc.ipynb #d22075ab
+def _acc_dtype(*ts) -> torch.dtype:
+    "The dtype to compute in: fp32, or the widest input dtype when it is wider (fp64 stays fp64)."
+    dt = torch.float32
+    for t in ts: dt = torch.promote_types(dt, t.dtype)
+    return dt
+
 def hc_aggregate_ref(h_pre: torch.Tensor, streams: torch.Tensor) -> torch.Tensor:
-    "`sum_i h_pre[..., i] * streams[..., i, :]` in fp32, returned in the streams' dtype. h_pre `[..., n]`, streams `[..., n, c]`."
-    return (h_pre.float().unsqueeze(-1) * streams.float()).sum(-2).to(streams.dtype)
+    "`sum_i h_pre[..., i] * streams[..., i, :]` in fp32 (or wider inputs' dtype), returned in the streams' dtype. h_pre `[..., n]`, streams `[..., n, c]`."
+    acc = _acc_dtype(h_pre, streams)
+    return (h_pre.to(acc).unsqueeze(-1) * streams.to(acc)).sum(-2).to(streams.dtype)
 
 def hc_mix_ref(h_res: torch.Tensor, h_post: torch.Tensor, streams: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    "`out[..., i, :] = sum_j h_res[..., i, j] * streams[..., j, :] + h_post[..., i] * y` in fp32, returned in the streams' dtype."
-    out = torch.matmul(h_res.float(), streams.float()) + h_post.float().unsqueeze(-1) * y.float().unsqueeze(-2)
+    "`out[..., i, :] = sum_j h_res[..., i, j] * streams[..., j, :] + h_post[..., i] * y` in fp32 (or wider), returned in the streams' dtype."
+    acc = _acc_dtype(h_res, h_post, streams, y)
+    out = torch.matmul(h_res.to(acc), streams.to(acc)) + h_post.to(acc).unsqueeze(-1) * y.to(acc).unsqueeze(-2)
     return out.to(streams.dtype)
 
 # %% ../nbs/01_mhc.ipynb #912929a5
@@ -198,7 +206,7 @@ def _use_triton(x: torch.Tensor, impl: str | None) -> bool:
     if impl == 'triton':
         if not _HAS_TRITON: raise ValueError("impl='triton' needs the triton package; use impl='torch' or None")
         return True
-    return _HAS_TRITON and x.is_cuda
+    return _HAS_TRITON and x.is_cuda and x.dtype != torch.float64   # the kernels accumulate in fp32
 
 def hc_aggregate(h_pre: torch.Tensor, streams: torch.Tensor, impl: str | None = None) -> torch.Tensor:
     """`H_pre · streams`: h_pre `[..., n]`, streams `[..., n, c]` -> `[..., c]` (streams' dtype, fp32 accumulation).
@@ -214,21 +222,22 @@ def hc_mix(h_res: torch.Tensor, h_post: torch.Tensor, streams: torch.Tensor, y: 
 
 # %% ../nbs/01_mhc.ipynb #f9139840
 class _Project(torch.autograd.Function):
-    """`(x @ phi) / rms(x)` over the last dim (the paper's reordered RMSNorm + projection), fp32 out; the GEMM runs in
+    """`(x @ phi) / rms(x)` over the last dim (the paper's reordered RMSNorm + projection), fp32 out (fp64 for fp64 x); the GEMM runs in
     x's dtype (bf16 on GPU) with phi cast to it. The backward builds the whole input gradient in one `addmm`:
     dx = coef·x + (g/rms) @ phiᵀ, the rms term as the accumulator of the GEMM (no fp32 copy, no separate add)."""
     @staticmethod
     def forward(ctx, x, phi, eps):
         x2 = x.reshape(-1, x.shape[-1])
-        raw = (x2 @ phi.to(x.dtype)).float()
-        inv = torch.rsqrt(torch.linalg.vector_norm(x2, dim=-1, dtype=torch.float32).pow(2) / x2.shape[-1] + eps)
+        acc = _acc_dtype(x)                                                 # fp32, or fp64 for fp64 input
+        raw = (x2 @ phi.to(x.dtype)).to(acc)
+        inv = torch.rsqrt(torch.linalg.vector_norm(x2, dim=-1, dtype=acc).pow(2) / x2.shape[-1] + eps)
         ctx.save_for_backward(x2, phi, raw, inv); ctx.shape = x.shape
         return (raw * inv[:, None]).view(*x.shape[:-1], phi.shape[1])
 
     @staticmethod
     def backward(ctx, g):
         x2, phi, raw, inv = ctx.saved_tensors
-        g = g.reshape(-1, phi.shape[1]).float()
+        g = g.reshape(-1, phi.shape[1]).to(raw.dtype)
         d_raw = (g * inv[:, None]).to(x2.dtype)
         coef = (g * raw).sum(-1) * inv.pow(3) * (-1.0 / x2.shape[-1])     # d(1/rms)/dx = -x / (K·rms³)
         dx = torch.addmm(x2 * coef.to(x2.dtype)[:, None], d_raw, phi.to(x2.dtype).t())
@@ -288,25 +297,28 @@ class HyperConnection(nn.Module):
         return f'dim={self.dim}, n_streams={self.n}, mode={self.mode!r}, dynamic={self.dynamic}, layer_idx={self.layer_idx}'
 
     def _sinkhorn(self, logits):
-        # Triton Sinkhorn on CUDA; the reference on the CPU (whatever TRITON_INTERPRET another notebook left set)
-        return (sinkhorn_knopp if logits.is_cuda else sinkhorn_knopp_ref)(logits, self.sinkhorn_iters)
+        # Triton Sinkhorn on CUDA; the reference on the CPU (whatever TRITON_INTERPRET another notebook left set) and in fp64
+        fast = logits.is_cuda and logits.dtype != torch.float64
+        return (sinkhorn_knopp if fast else sinkhorn_knopp_ref)(logits, self.sinkhorn_iters)
 
     def coefficients(self, streams: torch.Tensor):
-        "fp32 `(h_pre [b,t,n], h_post [b,t,n], h_res [b,t,n,n])` for streams `[b, t, n, c]` (static ones broadcast, not copied)."
+        """fp32 `(h_pre [b,t,n], h_post [b,t,n], h_res [b,t,n,n])` for streams `[b, t, n, c]` (static ones broadcast, not copied);
+        fp64 when the streams or the parameters are fp64."""
         b, t, n, c = streams.shape
+        acc = _acc_dtype(streams, self.b_res)
         with torch.autocast(streams.device.type, enabled=False):
-            pre, post, res = self.b_pre, self.b_post, self.b_res
+            pre, post, res = self.b_pre.to(acc), self.b_post.to(acc), self.b_res.to(acc)
             if self.dynamic and self.mode == 'mhc':
                 flat = streams.reshape(b, t, n * c)
                 proj = _project(flat, self.phi, self.eps)                          # [b, t, n²+2n], fp32
                 # one fused affine on the contiguous [b, t, n²+2n] block instead of three strided ones
                 scale = torch.cat([self.alpha[0].expand(n), self.alpha[1].expand(n), self.alpha[2].expand(n * n)])
-                h = torch.addcmul(torch.cat([pre, post, res.flatten()]), proj, scale)
+                h = torch.addcmul(torch.cat([pre, post, res.flatten()]), proj, scale.to(acc))
                 pre, post, res = h[..., :n], h[..., n:2 * n], h[..., 2 * n:].reshape(b, t, n, n)
             elif self.dynamic:  # hc: per-stream norm, shared projection, tanh
-                xs = streams.float()
+                xs = streams.to(acc)
                 xs = xs * torch.rsqrt(xs.pow(2).mean(-1, keepdim=True) + self.eps)
-                proj = torch.tanh(xs @ self.phi.float())                       # [b, t, n(stream j), n + 2]
+                proj = torch.tanh(xs @ self.phi.to(acc))                       # [b, t, n(stream j), n + 2]
                 pre = self.alpha[0] * proj[..., 0] + pre
                 post = self.alpha[1] * proj[..., 1] + post
                 res = self.alpha[2] * proj[..., 2:].transpose(-1, -2) + res    # stream j's row -> column j of H_res
@@ -314,8 +326,8 @@ class HyperConnection(nn.Module):
                 h_pre, h_post, h_res = torch.sigmoid(pre), 2 * torch.sigmoid(post), self._sinkhorn(res)
             else:
                 h_pre, h_post, h_res = pre, post, res
-            h_pre, h_post = h_pre.float().expand(b, t, n), h_post.float().expand(b, t, n)
-            h_res = h_res.float().expand(b, t, n, n)
+            h_pre, h_post = h_pre.to(acc).expand(b, t, n), h_post.to(acc).expand(b, t, n)
+            h_res = h_res.to(acc).expand(b, t, n, n)
         return h_pre, h_post, h_res
 
     def forward(self, streams: torch.Tensor, f, *args, **kwargs):
