@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #2d2581c3
 from __future__ import annotations
-import os, sys, io, json, math, time, random, signal, shutil, hashlib, argparse, contextlib, warnings
+import os, sys, io, json, math, time, fcntl, random, signal, shutil, hashlib, argparse, contextlib, warnings
 from dataclasses import dataclass, field, asdict, fields, MISSING
 from pathlib import Path
 import numpy as np
@@ -15,17 +15,28 @@ from tqdm.auto import tqdm
 from .core import get_device, autocast_ctx
 
 # %% auto #0
-__all__ = ['CKPT_DIR', 'TrainConfig', 'lr_factor', 'save_checkpoint', 'list_checkpoints', 'latest_checkpoint',
-           'prune_checkpoints', 'load_checkpoint', 'config_mismatch', 'memory_param_names', 'freeze_for_stage',
-           'build_optimizer', 'count_bytes', 'evaluate', 'task_accuracy', 'task_batches', 'NonFiniteLoss',
-           'unused_parameters', 'train', 'load_run', 'read_metrics', 'plot_run', 'train_parser', 'config_from_args',
-           'hm_train', 'LivePlot']
+__all__ = ['CKPT_DIR', 'LOCK_FILE', 'TrainConfig', 'lr_factor', 'clean_leftovers', 'checkpoint_complete', 'save_checkpoint',
+           'list_checkpoints', 'latest_checkpoint', 'prune_checkpoints', 'load_checkpoint', 'config_mismatch',
+           'memory_param_names', 'freeze_for_stage', 'build_optimizer', 'count_bytes', 'evaluate', 'task_accuracy',
+           'task_batches', 'NonFiniteLoss', 'unused_parameters', 'RunLock', 'train', 'load_run', 'read_metrics',
+           'plot_run', 'train_parser', 'config_from_args', 'hm_train', 'LivePlot']
 
 # %% ../nbs/08_train.ipynb #cd7dce02
 _SCHEDULES = ('cosine', 'wsd', 'constant')
 _STAGES = ('full', 'memory')
 _TOKENIZERS = ('byte', 'bpe')
 _DTYPES = ('auto', 'fp32', 'bf16')
+
+def _check_device(name: str):
+    "A `ValueError` naming `device` unless torch knows it and, for CUDA, the index exists."
+    try: d = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f'TrainConfig.device={name!r}: unknown device; use "cpu", "cuda" or "cuda:N" (or leave it None)') from None
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'TrainConfig.device={name!r}: CUDA was asked for but is not available; use device="cpu" or leave it None')
+    if d.type == 'cuda' and d.index is not None and d.index >= torch.cuda.device_count():
+        raise ValueError(f'TrainConfig.device={name!r}: there are {torch.cuda.device_count()} CUDA devices; use an index below that')
+    if d.type not in ('cpu', 'cuda', 'mps'): raise ValueError(f'TrainConfig.device={name!r}: the loop runs on "cpu", "cuda" or "mps"')
 
 @dataclass
 class TrainConfig:
@@ -66,6 +77,7 @@ class TrainConfig:
     stage: str = 'full'                # 'full' | 'memory' (only memory parameters train; needs init_from)
     init_from: str | None = None       # run dir or checkpoint dir to take the weights from
     resume: bool = False               # continue from the latest checkpoint in `out`
+    overwrite: bool = False            # use a non-empty `out` that is not a run, or start afresh in one (its run files are deleted)
     progress: bool = True              # tqdm progress bar (rank 0)
     rank_logs: bool = False            # every rank writes rank{r}.jsonl with its local losses (DDP checks)
     stop_after: int = 0                # >0: stop this invocation after this many steps (checkpoint saved), for time slices
@@ -78,10 +90,15 @@ class TrainConfig:
         for name in ('warmup', 'eval_every', 'ckpt_every', 'keep_last', 'stop_after', 'seed', 'jepa_pairs', 'passkey_len', 'mqar_pairs'):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0: bad(name, 'must be an integer >= 0')
+        for name in ('muon_lr', 'adamw_lr', 'weight_decay', 'grad_clip', 'min_lr_frac', 'decay_frac', 'max_corpus_mb'):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v): bad(name, 'must be a finite number')
         for name in ('muon_lr', 'adamw_lr'):
             if not getattr(self, name) > 0: bad(name, 'must be > 0')
         if self.weight_decay < 0: bad('weight_decay', 'must be >= 0')
         if self.grad_clip < 0: bad('grad_clip', 'must be >= 0 (0 switches clipping off)')
+        if not isinstance(self.vocab_size, int) or isinstance(self.vocab_size, bool): bad('vocab_size', 'must be an integer')
+        if self.resume and self.overwrite: bad('overwrite', 'resume=True continues the run in out; overwrite=True starts afresh: pass one of them')
         if not 0 <= self.min_lr_frac <= 1: bad('min_lr_frac', 'must be in [0, 1]')
         if not 0 < self.decay_frac <= 1: bad('decay_frac', 'must be in (0, 1]')
         if self.max_corpus_mb < 0: bad('max_corpus_mb', 'must be >= 0 (0 = the whole corpus)')
@@ -96,8 +113,7 @@ class TrainConfig:
             bad('init_from', 'stage="memory" trains only the memory of an already trained model: pass init_from=<run dir or checkpoint>')
         if not isinstance(self.model, dict): bad('model', 'must be a dict of HMConfig overrides, e.g. {"d_model": 128}')
         if not self.out: bad('out', 'must name a run directory')
-        if self.device is not None and get_device(self.device).type == 'cuda' and not torch.cuda.is_available():
-            bad('device', 'CUDA was asked for but is not available; use device="cpu" or leave it None')
+        if self.device is not None: _check_device(self.device)
         from hypermnemosyne.model import HMConfig
         HMConfig.preset(self.preset, **self.model)  # unknown preset / bad override -> ValueError naming it
 
@@ -161,14 +177,46 @@ CKPT_DIR = 'ckpt'
 
 def _step_name(step: int) -> str: return f'step_{step:06d}'
 
+def _pid_alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def clean_leftovers(run_dir) -> list[Path]:
+    """Remove what killed processes left in `run_dir/ckpt`: `.tmp-*` (a save) and `.trash-*` (a prune) directories whose
+    writer (the pid at the end of the name) is dead or is this process. Returns the removed paths."""
+    root = Path(run_dir) / CKPT_DIR
+    gone = []
+    for p in list(root.glob('.tmp-*')) + list(root.glob('.trash-*')):
+        pid = p.name.rsplit('-', 1)[-1]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+            shutil.rmtree(p, ignore_errors=True); gone.append(p)
+    return gone
+
+def _discard(ck: Path):
+    "Delete a checkpoint directory: first renamed out of the listing (one atomic step), then removed."
+    trash = ck.parent / f'.trash-{ck.name}-{os.getpid()}'
+    os.rename(ck, trash); _fsync_dir(ck.parent)
+    shutil.rmtree(trash, ignore_errors=True)
+
+def checkpoint_complete(ck) -> bool:
+    """True when `ck/meta.json` parses and every file it lists is there: what a killed prune (or a partial copy) leaves
+    behind is not complete. Contents are verified (sha256) when loading, so a damaged file is an error, never skipped."""
+    try: meta = json.loads((Path(ck) / 'meta.json').read_text())
+    except (OSError, ValueError): return False
+    files = meta.get('files') if isinstance(meta, dict) else None
+    if not isinstance(files, dict) or 'model.safetensors' not in files: return False
+    return all((Path(ck) / f).is_file() for f in files)
+
 def save_checkpoint(run_dir, step: int, model: nn.Module, train_state: dict, meta: dict | None = None) -> Path:
     """Write checkpoint `step` of `run_dir` atomically (temporary directory, fsync, rename); returns its path.
     An existing complete checkpoint of the same step is left as it is."""
     root = Path(run_dir) / CKPT_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / _step_name(step)
-    if (final / 'meta.json').exists(): return final
-    for stale in root.glob('.tmp-*'): shutil.rmtree(stale, ignore_errors=True)
+    if checkpoint_complete(final): return final
+    clean_leftovers(run_dir)
     tmp = root / f'.tmp-{_step_name(step)}-{os.getpid()}'
     tmp.mkdir()
     try:
@@ -179,7 +227,7 @@ def save_checkpoint(run_dir, step: int, model: nn.Module, train_state: dict, met
         info = {'step': step, 'files': {f: _sha256(tmp / f) for f in ('model.safetensors', 'train_state.pt')}, **(meta or {})}
         (tmp / 'meta.json').write_text(json.dumps(info, indent=1, sort_keys=True))
         _fsync_file(tmp / 'meta.json'); _fsync_dir(tmp)
-        if final.exists(): shutil.rmtree(final)  # an incomplete directory of that name (no meta.json)
+        if final.exists(): _discard(final)  # an incomplete directory of that name
         os.rename(tmp, final)
         _fsync_dir(root)
     except BaseException:
@@ -190,22 +238,22 @@ def list_checkpoints(run_dir) -> list[Path]:
     "Complete checkpoints of `run_dir`, oldest first (temporary and incomplete directories are ignored)."
     root = Path(run_dir) / CKPT_DIR
     if not root.is_dir(): return []
-    cks = [p for p in root.glob('step_*') if p.is_dir() and (p / 'meta.json').exists()]
-    return sorted(cks, key=lambda p: int(p.name.split('_')[1]))
+    cks = [p for p in root.glob('step_*') if p.is_dir() and p.name[5:].isdigit() and checkpoint_complete(p)]
+    return sorted(cks, key=lambda p: int(p.name[5:]))
 
 def latest_checkpoint(run_dir) -> Path | None:
     cks = list_checkpoints(run_dir)
     return cks[-1] if cks else None
 
 def prune_checkpoints(run_dir, keep_last: int):
-    "Delete all but the newest `keep_last` checkpoints (0 keeps all)."
+    "Delete all but the newest `keep_last` checkpoints (0 keeps all); each is renamed out of the listing before removal."
     if keep_last <= 0: return
-    for p in list_checkpoints(run_dir)[:-keep_last]: shutil.rmtree(p, ignore_errors=True)
+    for p in list_checkpoints(run_dir)[:-keep_last]: _discard(p)
 
 def _resolve_checkpoint(path, step: int | None = None) -> Path:
     "A checkpoint directory from a run directory (latest, or `step`) or a checkpoint directory itself."
     p = Path(path)
-    if (p / 'meta.json').exists() and (p / 'model.safetensors').exists() and step is None: return p
+    if (p / 'meta.json').is_file() and step is None: return p  # a checkpoint directory (load_checkpoint checks its files)
     if not p.exists(): raise ValueError(f'{p} does not exist; pass a run directory (with {CKPT_DIR}/) or a checkpoint directory')
     if p.is_file(): raise ValueError(f'{p} is a file; pass a run directory (with {CKPT_DIR}/) or a checkpoint directory')
     cks = list_checkpoints(p)
@@ -216,13 +264,17 @@ def _resolve_checkpoint(path, step: int | None = None) -> Path:
         if int(c.name.split('_')[1]) == step: return c
     raise ValueError(f'{p} has no checkpoint for step {step}; available steps: {[int(c.name.split("_")[1]) for c in cks]}')
 
-def load_checkpoint(path, step: int | None = None, map_location='cpu') -> tuple[dict, dict, dict]:
+def load_checkpoint(path, step: int | None = None, map_location='cpu', state: bool = True) -> tuple[dict, dict | None, dict]:
     """`(weights, train_state, meta)` of a checkpoint (a checkpoint dir, or the latest/`step` one of a run dir).
-    Verifies the sha256 of both files first: a truncated or modified checkpoint raises a `ValueError` naming the file."""
+    Verifies the sha256 of the files first: a truncated or modified checkpoint raises a `ValueError` naming the file.
+    `state=False` (inference) neither reads nor unpickles `train_state.pt` (returned as None)."""
     ck = _resolve_checkpoint(path, step)
     try: meta = json.loads((ck / 'meta.json').read_text())
     except Exception as e: raise ValueError(f'checkpoint {ck}: meta.json is unreadable ({e}); the checkpoint is corrupt, use an earlier one') from e
-    for f, h in meta.get('files', {}).items():
+    if not isinstance(meta, dict) or not isinstance(meta.get('files'), dict):
+        raise ValueError(f'{ck / "meta.json"} lists no files (not written by save_checkpoint); use a checkpoint written by train()')
+    for f, h in meta['files'].items():
+        if f == 'train_state.pt' and not state: continue
         fp = ck / f
         if not fp.exists(): raise ValueError(f'checkpoint {ck}: {f} is missing; the checkpoint is incomplete, use an earlier one')
         if _sha256(fp) != h:
@@ -230,10 +282,10 @@ def load_checkpoint(path, step: int | None = None, map_location='cpu') -> tuple[
                              f'{fp.stat().st_size} bytes); delete this checkpoint or load an earlier one')
     try:
         weights = load_file(str(ck / 'model.safetensors'), device=str(map_location))
-        state = _from_safe(torch.load(ck / 'train_state.pt', map_location=map_location, weights_only=True))
+        st = _from_safe(torch.load(ck / 'train_state.pt', map_location=map_location, weights_only=True)) if state else None
     except Exception as e:
         raise ValueError(f'checkpoint {ck}: cannot be read ({type(e).__name__}: {e}); it is corrupt, use an earlier one') from e
-    return weights, state, meta
+    return weights, st, meta
 
 def config_mismatch(saved: dict, current: dict, ignore=()) -> list[str]:
     "Fields that differ between two config dicts, as `'name: checkpoint=X, now=Y'` strings."
@@ -360,34 +412,6 @@ def _dist_info():
     if ws <= 1: return 0, 1, 0
     return int(os.environ['RANK']), ws, int(os.environ.get('LOCAL_RANK', '0'))
 
-def _check_out_dir(out: Path, resume: bool):
-    if out.exists() and not out.is_dir(): raise ValueError(f'out={str(out)!r} is a file; pass a directory for the run (it is created if missing)')
-    if not resume and list_checkpoints(out):
-        raise ValueError(f'out={str(out)!r} already holds checkpoints ({latest_checkpoint(out).name}); '
-                         'pass resume=True (--resume) to continue it, or choose another out directory')
-
-# train-config fields that may differ between a checkpoint and the run that resumes it
-_RESUME_FREE = ('preset', 'model', 'steps', 'eval_every', 'eval_batches', 'ckpt_every', 'keep_last', 'log_every', 'resume', 'progress',
-                'compile', 'device', 'out', 'stop_after', 'rank_logs', 'init_from')
-
-def _load_tokenizer_for(cfg: TrainConfig, out: Path, texts, rank: int, world: int):
-    "The run's tokenizer: `out/tokenizer` if present, else the `init_from` run's, else a new one (rank 0 writes it)."
-    from hypermnemosyne.data import ByteTokenizer, train_bpe, load_tokenizer
-    tdir = out / 'tokenizer'
-    have = tdir.is_dir() and any(tdir.iterdir())
-    _barrier(world)  # every rank decided on the same state before rank 0 may write
-    if not have:
-        if rank == 0:
-            src = Path(cfg.init_from) if cfg.init_from else None
-            src_run = None if src is None else (src if (src / 'tokenizer').is_dir() else src.parent.parent)
-            if src_run is not None and (src_run / 'tokenizer').is_dir():
-                shutil.copytree(src_run / 'tokenizer', tdir, dirs_exist_ok=True)
-            else:
-                tok = ByteTokenizer() if cfg.tokenizer == 'byte' else train_bpe(texts, vocab_size=cfg.vocab_size)
-                tok.save(tdir)
-        _barrier(world)
-    return load_tokenizer(tdir)
-
 def _barrier(world):
     if world > 1: dist.barrier()
 
@@ -403,11 +427,28 @@ def _limit_texts(split, max_mb: float):
 def _jsonl_append(path: Path, row: dict):
     with open(path, 'a') as f: f.write(json.dumps(row) + '\n')
 
+def _read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSONL file written by appending. A torn last line (a write cut short by a kill: no final newline) is
+    dropped; any other line that is not a JSON object is a `ValueError` naming the file and the line."""
+    if not path.exists(): return []
+    text = path.read_text(errors='replace')
+    lines = text.split('\n')
+    last = max((i for i, l in enumerate(lines) if l.strip()), default=-1)
+    rows = []
+    for i, l in enumerate(lines):
+        if not l.strip(): continue
+        try: r = json.loads(l)
+        except ValueError: r = None
+        if isinstance(r, dict): rows.append(r); continue
+        if i == last and not text.endswith('\n'): continue
+        raise ValueError(f'{path}:{i + 1} is not a JSON object ({l[:60]!r}); the file is damaged: fix or delete that line')
+    return rows
+
 def _truncate_metrics(path: Path, step: int):
-    "Drop rows logged after `step` (by a run that died after its last checkpoint); atomic rewrite."
+    "Drop rows logged after `step` (by a run that died after its last checkpoint) and a torn last line; atomic rewrite."
     if not path.exists(): return
-    rows = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get('step', 0) <= step]
-    tmp = path.with_suffix('.tmp'); tmp.write_text(''.join(r + '\n' for r in rows)); os.replace(tmp, path)
+    rows = [r for r in _read_jsonl(path) if r.get('step', 0) <= step]
+    tmp = path.with_suffix('.tmp'); tmp.write_text(''.join(json.dumps(r) + '\n' for r in rows)); os.replace(tmp, path)
 
 def unused_parameters(lossfn: nn.Module, ids, views=None, amp=contextlib.nullcontext) -> list[str]:
     """Trainable parameters that get no gradient from one loss evaluation on `ids` (RNG states restored afterwards).
@@ -424,79 +465,325 @@ def unused_parameters(lossfn: nn.Module, ids, views=None, amp=contextlib.nullcon
 
 def _num(x): return float(x.detach().float().item()) if torch.is_tensor(x) else float(x)
 
+# %% ../nbs/08_train.ipynb #rundir01
+LOCK_FILE = 'hm_train.lock'
+_RUN_FILES = ('ckpt', 'tokenizer', 'metrics.jsonl', 'summary.json', 'config.json')  # and rank*.jsonl
+
+class RunLock:
+    """An exclusive advisory lock (`fcntl.flock`) on `run_dir/hm_train.lock`, held while one process writes the run.
+    The kernel drops it when the process ends in any way (even SIGKILL), so a dead run never blocks the next one.
+    A second writer gets a `ValueError` naming the holder's pid (written into the file)."""
+    def __init__(self, run_dir):
+        self.path = Path(run_dir) / LOCK_FILE
+        try: self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e: raise ValueError(f'out={str(run_dir)!r}: cannot create {self.path} ({e.strerror}); choose a writable directory') from None
+        try: fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors='replace').strip() or 'unknown'
+            os.close(self.fd); self.fd = None
+            raise ValueError(f'out={str(run_dir)!r} is in use by another training process (pid {holder}, lock {self.path}); '
+                             'wait for it to end, or choose another out directory') from None
+        os.ftruncate(self.fd, 0); os.pwrite(self.fd, f'{os.getpid()}\n'.encode(), 0)
+    def release(self):
+        if self.fd is not None: os.close(self.fd); self.fd = None
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.release()
+
+def _is_run_dir(out: Path) -> bool:
+    "Does `out` hold a run (its lock file, checkpoints, tokenizer, or a config.json written by `train`)?"
+    if (out / LOCK_FILE).exists() or (out / CKPT_DIR).is_dir() or (out / 'tokenizer' / 'hm_tokenizer.json').is_file(): return True
+    try: rec = json.loads((out / 'config.json').read_text())
+    except (OSError, ValueError): return False
+    return isinstance(rec, dict) and isinstance(rec.get('train'), dict) and isinstance(rec.get('model'), dict)
+
+def _check_out_path(out: Path):
+    "`out` is, or can become, a directory: not a file, not under a file, in a place this process may write."
+    if out.exists() and not out.is_dir(): raise ValueError(f'out={str(out)!r} is a file; pass a directory for the run (it is created if missing)')
+    anc = out
+    while not anc.exists() and anc != anc.parent: anc = anc.parent
+    if not anc.is_dir(): raise ValueError(f'out={str(out)!r} lies under {str(anc)!r}, which is a file; choose a directory path')
+    if not os.access(anc, os.W_OK | os.X_OK): raise ValueError(f'out={str(out)!r}: {str(anc)!r} is not writable; choose a writable directory')
+
+def _make_out_dir(out: Path):
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise ValueError(f'out={str(out)!r} cannot be created ({e.strerror}); choose a directory in a writable place') from None
+
+def _check_out_dir(out: Path, cfg: TrainConfig):
+    "What `out` holds must fit what `cfg` asks for (resume / a new run / overwrite). Reads only."
+    if not out.exists():
+        if cfg.resume: raise ValueError(f'resume: out={str(out)!r} does not exist; drop --resume to start a new run there, or fix the path')
+        return
+    if cfg.overwrite: return
+    if not _is_run_dir(out) and any(out.iterdir()):
+        names = sorted(p.name for p in out.iterdir())
+        raise ValueError(f'out={str(out)!r} is a non-empty directory that is not a run (it holds {names[:5]}); choose a new or '
+                         'empty directory, or pass --overwrite to write into it (files of the same names are replaced)')
+    cks = list_checkpoints(out)
+    if cfg.resume and not cks:
+        raise ValueError(f'resume: out={str(out)!r} has no complete checkpoint (looked for {out / CKPT_DIR}/step_*); '
+                         'drop --resume to start at step 0 (its metrics.jsonl is then replaced), or fix the path')
+    if not cfg.resume and cks:
+        raise ValueError(f'out={str(out)!r} already holds checkpoints ({cks[-1].name}); pass resume=True (--resume) to continue it, '
+                         'overwrite=True (--overwrite) to start afresh (deletes them), or choose another out directory')
+    if not cfg.resume: _check_found_tokenizer(out, cfg)
+
+def _init_tokenizer_dir(cfg: TrainConfig) -> Path | None:
+    "The tokenizer directory of the `init_from` run (None without init_from, or when that run has none)."
+    if not cfg.init_from: return None
+    src = Path(cfg.init_from)
+    run = src if (src / 'tokenizer').is_dir() else src.parent.parent
+    return run / 'tokenizer' if (run / 'tokenizer').is_dir() else None
+
+def _check_found_tokenizer(out: Path, cfg: TrainConfig):
+    "A tokenizer left in `out/tokenizer` (by an earlier attempt) is reused only when it is the one `cfg` asks for."
+    from hypermnemosyne.data import load_tokenizer, TOKENIZER_FILE
+    tdir = out / 'tokenizer'
+    if not (tdir / TOKENIZER_FILE).is_file(): return
+    found, src = load_tokenizer(tdir), _init_tokenizer_dir(cfg)
+    if src is not None: ok, want = load_tokenizer(src).fingerprint == found.fingerprint, f'the tokenizer of init_from ({src})'
+    else:
+        req = getattr(found, 'requested_vocab_size', None)
+        ok = found.kind == cfg.tokenizer and (found.kind == 'byte' or (req == cfg.vocab_size if req else found.vocab_size <= cfg.vocab_size))
+        want = f'tokenizer={cfg.tokenizer!r}' + (f' with vocab_size={cfg.vocab_size}' if cfg.tokenizer == 'bpe' else '')
+    if not ok:
+        raise ValueError(f'{tdir} holds a {found!r} from an earlier attempt, but {want} was asked for; pass --overwrite to '
+                         'start afresh, delete that directory, or ask for the same tokenizer')
+
+def _clear_run_files(out: Path):
+    "overwrite=True: remove the files an earlier run left (checkpoints, tokenizer, metrics, summary, config, rank logs)."
+    for name in _RUN_FILES:
+        p = out / name
+        if p.is_dir(): shutil.rmtree(p)
+        elif p.exists(): p.unlink()
+    for p in out.glob('rank*.jsonl'): p.unlink()
+
+def _open_run(out: Path, cfg: TrainConfig, rank: int) -> RunLock | None:
+    """Check `out` against `cfg` (nothing is created before these checks pass), then on rank 0 create it, take its lock,
+    check again under the lock, clear it for `overwrite`, and remove what killed processes left in `ckpt/`."""
+    _check_out_path(out)
+    if rank != 0: _check_out_dir(out, cfg); return None
+    if not (out / LOCK_FILE).exists(): _check_out_dir(out, cfg)  # (with a lock file: its holder, if alive, is named first)
+    _make_out_dir(out)
+    lock = RunLock(out)
+    try:
+        _check_out_dir(out, cfg)  # another process may have written here between the first check and the lock
+        if cfg.overwrite: _clear_run_files(out)
+        clean_leftovers(out)
+    except BaseException: lock.release(); raise
+    return lock
+
+
+# %% ../nbs/08_train.ipynb #resume01
+# train-config fields that may differ between a checkpoint and the run that resumes it
+_RESUME_FREE = ('preset', 'model', 'steps', 'eval_every', 'eval_batches', 'ckpt_every', 'keep_last', 'log_every', 'resume', 'progress',
+                'compile', 'device', 'out', 'stop_after', 'rank_logs', 'init_from', 'overwrite', 'muon_lr', 'adamw_lr')
+_NOTED = ('muon_lr', 'adamw_lr', 'steps')  # changes a resume records in metrics.jsonl
+
+def _checkpoint_meta(ck: Path) -> dict:
+    "meta.json of checkpoint `ck`, with the entries a resume needs, or a `ValueError` naming the file."
+    f = ck / 'meta.json'
+    try: meta = json.loads(f.read_text())
+    except (OSError, ValueError) as e: raise ValueError(f'{f} is unreadable ({e}); the checkpoint is damaged: delete {ck} to resume from an earlier one') from None
+    for k in ('model', 'train'):
+        if not isinstance(meta.get(k), dict):
+            raise ValueError(f'{f} has no {k!r} entry (not written by train()); delete {ck} to resume from an earlier one')
+    return meta
+
+def _check_config_record(out: Path, meta: dict, ck: Path):
+    """config.json is the human-readable record of the latest start; the checkpoint's meta.json is what a resume uses.
+    A record that disagrees with it where a resume cannot change anything means two runs wrote here, or a hand edit."""
+    f = out / 'config.json'
+    if not f.exists(): return
+    try: rec = json.loads(f.read_text())['train']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f'{f} is not a run record ({type(e).__name__}); delete it (it is rewritten from {ck / "meta.json"}) and resume again') from None
+    bad = config_mismatch(meta['train'], rec, ignore=_RESUME_FREE)
+    if bad: raise ValueError(f'{f} disagrees with {ck / "meta.json"} ({"; ".join(bad)}): the directory was written by another run or '
+                             'edited by hand. The checkpoint decides: delete config.json to resume it, or choose the right out directory')
+
+def _check_resume(out: Path, cfg: TrainConfig) -> dict:
+    """Everything a resume can check before it writes: the latest checkpoint's meta.json, the train and model configs, the
+    run's config.json and metrics.jsonl. Returns `{'ck', 'meta', 'horizon', 'note'}`; `horizon` is the lr schedule's length."""
+    from hypermnemosyne.data import load_tokenizer
+    ck = latest_checkpoint(out)
+    if ck is None: raise ValueError(f'resume: out={str(out)!r} has no complete checkpoint (looked for {out / CKPT_DIR}/step_*); drop --resume')
+    meta = _checkpoint_meta(ck)
+    bad = config_mismatch(meta['train'], cfg.to_dict(), ignore=_RESUME_FREE)
+    if bad: raise ValueError(f'cannot resume {out}: the train config differs from the checkpoint\'s in ' + '; '.join(bad)
+                             + '. Use the same settings, or start a new run in another out directory')
+    tok = load_tokenizer(out / 'tokenizer')
+    now = _model_config(cfg, tok, base=meta['model'] if cfg.init_from else None).to_dict()
+    bad = config_mismatch(meta['model'], now)
+    if bad: raise ValueError(f'cannot resume {out}: the checkpoint was trained with another model config; mismatched fields: ' + '; '.join(bad))
+    _check_config_record(out, meta, ck)
+    _read_jsonl(out / 'metrics.jsonl')  # damaged beyond a torn last line: an error now, before anything is rewritten
+    horizon = int(meta.get('schedule_steps', meta['train']['steps']))
+    changed = {k: [meta['train'].get(k), getattr(cfg, k)] for k in _NOTED if meta['train'].get(k) != getattr(cfg, k)}
+    note = {'step': int(meta['step']), 'event': 'resume', 'schedule_steps': horizon, 'changed': changed}
+    return {'ck': ck, 'meta': meta, 'horizon': horizon, 'note': note}
+
+def _already_done(out: Path, res: dict, cfg: TrainConfig) -> dict:
+    "A resume whose checkpoint is already at `steps` or beyond: nothing runs and nothing is rewritten."
+    step = int(res['meta']['step'])
+    try: s = json.loads((out / 'summary.json').read_text())
+    except (OSError, ValueError): s = None
+    if not isinstance(s, dict) or s.get('step') != step: s = {'step': step, 'checkpoint': str(res['ck']), 'run_dir': str(out)}
+    return {**s, 'status': 'completed', 'steps': cfg.steps,
+            'note': f'nothing to do: the checkpoint is at step {step} and steps={cfg.steps}; raise --steps to train further'}
+
+def _finite_on(model: nn.Module, ck: Path, ids, views, amp) -> bool:
+    """Do the weights of checkpoint `ck` give a finite loss and finite gradients on `ids` (the batch that failed)?
+    Loads them into `model` (the run is ending anyway); a finite loss alone is not enough: a diverged run's weights
+    often give a finite loss and a NaN gradient."""
+    try: w, _, _ = load_checkpoint(ck, state=False)
+    except ValueError: return False
+    if not all(bool(torch.isfinite(v).all()) for v in w.values() if v.is_floating_point()): return False
+    model.load_state_dict(w, strict=False); model.zero_grad(set_to_none=True)
+    with amp(): loss, _ = model.loss(ids, views=views)
+    loss.backward()
+    return bool(torch.isfinite(loss)) and all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
+
+def _set_aside(ck: Path) -> Path:
+    "Rename checkpoint `ck` to `ckpt/diverged-step_N[-k]`: kept for inspection, no longer listed (so not resumed)."
+    dest, k = ck.parent / f'diverged-{ck.name}', 1
+    while dest.exists(): k += 1; dest = ck.parent / f'diverged-{ck.name}-{k}'
+    os.rename(ck, dest); return dest
+
+def _diverged(out: Path, step: int, detail: str, is0: bool, good_on) -> NonFiniteLoss:
+    """The error for a non-finite loss at `step`. The checkpoint of step-1 holds the very weights that gave it, and a
+    diverging run's earlier checkpoints may be no better: rank 0 keeps the newest checkpoint before step-1 for which
+    `good_on(ck)` holds (finite loss and gradients on the failing batch), sets aside every later one, and names it."""
+    if not is0: return NonFiniteLoss(f'non-finite {detail} at step {step} (rank 0 names the checkpoint to resume from)')
+    cks = list_checkpoints(out)
+    good = next((ck for ck in reversed(cks) if int(ck.name[5:]) < step - 1 and good_on(ck)), None)
+    late = [ck for ck in cks if good is None or int(ck.name[5:]) > int(good.name[5:])]
+    names = [_set_aside(ck).name for ck in late]
+    moved = f' Set aside (they lead to the divergence): {", ".join(names)}.' if names else ''
+    then = (f'Last good checkpoint: {good}. Lower --muon_lr/--adamw_lr (a resume may change them) or check the data, then --resume'
+            if good else 'No earlier checkpoint is good: start again (no --resume) with a lower --muon_lr/--adamw_lr')
+    return NonFiniteLoss(f'non-finite {detail} at step {step}; weights not updated.{moved} {then}')
+
+
+# %% ../nbs/08_train.ipynb #prep01
+def _new_tokenizer(cfg: TrainConfig, texts):
+    "The `init_from` run's tokenizer, else a new one of the requested kind (in memory)."
+    from hypermnemosyne.data import ByteTokenizer, train_bpe, load_tokenizer
+    src = _init_tokenizer_dir(cfg)
+    if src is not None: return load_tokenizer(src)
+    return ByteTokenizer() if cfg.tokenizer == 'byte' else train_bpe(texts, vocab_size=cfg.vocab_size)
+
+def _loaders(cfg: TrainConfig, tok, train_texts, val_texts, rank: int, world: int):
+    "Token streams and the (train, validation) loaders; a corpus too small for the batch shape is a `ValueError`."
+    from hypermnemosyne.data import tokenize_corpus, TokenLoader
+    train_tokens, val_tokens = tokenize_corpus(train_texts, tok), tokenize_corpus(val_texts, tok)
+    loader = TokenLoader(train_tokens, cfg.batch_size, cfg.seq_len, seed=cfg.seed, shuffle=True, rank=rank, world_size=world)
+    try: val = TokenLoader(val_tokens, cfg.batch_size, cfg.seq_len, seed=0, shuffle=False, rank=rank, world_size=world, epochs=1)
+    except ValueError as e: raise ValueError(f'the validation split is too small for batch_size={cfg.batch_size}, seq_len={cfg.seq_len}: {e}') from e
+    return loader, val
+
+def _prepare_data(cfg: TrainConfig, out: Path, rank: int, world: int):
+    """`(tokenizer, train_texts, loader, val_loader)`. Rank 0 reuses `out/tokenizer` (checked in `_check_out_dir`) or makes
+    one, builds its loaders, and only then writes a new tokenizer; the other ranks then load it (and fill no cache twice)."""
+    from hypermnemosyne.data import load_corpus, load_tokenizer, TOKENIZER_FILE
+    ds = load_corpus(cfg.corpus)
+    train_texts = _limit_texts(ds['train'], cfg.max_corpus_mb)
+    tdir = out / 'tokenizer'
+    found = (tdir / TOKENIZER_FILE).is_file()
+    _barrier(world)  # every rank decided on the same state before rank 0 may write
+    if rank == 0:
+        tok = load_tokenizer(tdir) if found else _new_tokenizer(cfg, train_texts)
+        loaders = _loaders(cfg, tok, train_texts, ds['validation'], rank, world)
+        if not found: tok.save(tdir)
+    _barrier(world)
+    if rank != 0:
+        tok = load_tokenizer(tdir); loaders = _loaders(cfg, tok, train_texts, ds['validation'], rank, world)
+    return tok, train_texts, *loaders
+
+def _load_weights(model: nn.Module, weights: dict, source):
+    "Load checkpoint weights into `model`; weights that do not fit (names or shapes) are a `ValueError` naming `source`."
+    try: missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:
+        raise ValueError(f'{source}: the weights do not fit the model its meta.json describes ({str(e).splitlines()[-1].strip()[:300]}); '
+                         'the checkpoint is damaged or was edited: use another one') from None
+    if missing or unexpected:
+        raise ValueError(f'{source}: the weights do not fit the model its meta.json describes: missing {missing[:8]}, unexpected {unexpected[:8]}; '
+                         'use another checkpoint')
+
+def _start_records(out: Path, cfg: TrainConfig, mcfg, start: int, res: dict | None):
+    "Rank 0, once every check passed: config.json, and metrics.jsonl cut back to the checkpoint (resume) or removed (new run)."
+    (out / 'config.json').write_text(json.dumps({'model': mcfg.to_dict(), 'train': cfg.to_dict()}, indent=1))
+    m = out / 'metrics.jsonl'
+    if res is None:
+        if m.exists(): m.unlink()
+        return
+    _truncate_metrics(m, start)
+    _jsonl_append(m, res['note'])
+
+
 # %% ../nbs/08_train.ipynb #71020441
 def train(cfg: TrainConfig, callback=None) -> dict:
     """Train according to `cfg` (see `TrainConfig`); returns a summary dict (also written to `out/summary.json`).
     `callback(step, row, model)`, if given, is called after every optimizer step on rank 0 (`row`: the metrics).
     Under `torchrun` (WORLD_SIZE > 1) runs DDP: nccl on CUDA, gloo on CPU; rank 0 logs and checkpoints."""
-    from hypermnemosyne.data import load_corpus, tokenize_corpus, TokenLoader
     t_start = time.time()
     rank, world, local = _dist_info()
     out = Path(cfg.out)
-    _check_out_dir(out, cfg.resume)
-    device = get_device(cfg.device)
-    if device.type == 'cuda' and world > 1: device = torch.device('cuda', local); torch.cuda.set_device(device)
-    own_pg = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo'); own_pg = True
+    lock = _open_run(out, cfg, rank)
     try:
-        return _train(cfg, callback, rank, world, device, out, t_start)
+        res = _check_resume(out, cfg) if cfg.resume else None
+        if res is not None and int(res['meta']['step']) >= cfg.steps: return _already_done(out, res, cfg)
+        device = get_device(cfg.device)
+        if device.type == 'cuda' and world > 1: device = torch.device('cuda', local); torch.cuda.set_device(device)
+        own_pg = False
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo'); own_pg = True
+        try:
+            return _train(cfg, callback, rank, world, device, out, t_start, res)
+        finally:
+            if own_pg: dist.destroy_process_group()
     finally:
-        if own_pg: dist.destroy_process_group()
+        if lock is not None: lock.release()
 
-def _train(cfg, callback, rank, world, device, out, t_start):
-    from hypermnemosyne.data import load_corpus, tokenize_corpus, TokenLoader
+def _resume_state(res: dict, world: int):
+    "Weights and train state of the checkpoint `_check_resume` chose (hashes verified), for the same number of processes."
+    w, st, _ = load_checkpoint(res['ck'], map_location='cpu')
+    if st.get('world_size', 1) != world:
+        raise ValueError(f'cannot resume {res["ck"]} exactly: it was written with world_size={st.get("world_size", 1)}, '
+                         f'now {world}; resume with the same number of processes')
+    return w, st
+
+def _init_from(cfg: TrainConfig):
+    "Weights and model config of the `init_from` checkpoint (`--model` overrides may not change the architecture)."
+    from hypermnemosyne.model import HMConfig
+    w, _, meta = load_checkpoint(cfg.init_from, map_location='cpu', state=False)
+    if not isinstance(meta.get('model'), dict):
+        raise ValueError(f'init_from={cfg.init_from}: its meta.json has no "model" entry; pass a checkpoint written by train()')
+    mcfg = HMConfig.from_dict({**meta['model'], **cfg.model})
+    bad = config_mismatch(meta['model'], mcfg.to_dict(), ignore=('jepa_weight', 'grad_checkpoint', 'autocast'))
+    if bad: raise ValueError(f'init_from={cfg.init_from}: model overrides change the architecture ({"; ".join(bad)}); '
+                             'drop those --model overrides')
+    return w, mcfg
+
+def _train(cfg, callback, rank, world, device, out, t_start, res=None):
     from hypermnemosyne.model import HyperMnemosyne, HMConfig
     is0 = rank == 0
-    if is0: out.mkdir(parents=True, exist_ok=True)
     _barrier(world)
     amp = (lambda: autocast_ctx(device)) if cfg.dtype == 'auto' else \
           (lambda: autocast_ctx(device, enabled=cfg.dtype == 'bf16'))
-
-    # --- resume / init_from: what the checkpoint says ---
-    ck_weights = ck_state = ck_meta = None
-    if cfg.resume and list_checkpoints(out):
-        ck_weights, ck_state, ck_meta = load_checkpoint(out, map_location='cpu')
-        bad = config_mismatch(ck_meta['train'], cfg.to_dict(), ignore=_RESUME_FREE)
-        if bad: raise ValueError(f'cannot resume {out}: the train config differs from the checkpoint\'s in ' + '; '.join(bad)
-                                 + '. Use the same settings, or start a new run in another out directory')
-        if ck_state.get('world_size', 1) != world:
-            raise ValueError(f'cannot resume {out} exactly: checkpoint was written with world_size={ck_state.get("world_size", 1)}, '
-                             f'now {world}; resume with the same number of processes')
+    # --- resume / init_from: what the checkpoint says (checked in _check_resume) ---
+    ck_weights, ck_state = _resume_state(res, world) if res is not None else (None, None)
+    horizon = res['horizon'] if res is not None else cfg.steps  # the lr schedule's length: fixed by the run's first start
     # --- data and tokenizer ---
-    ds = load_corpus(cfg.corpus)
-    train_texts = _limit_texts(ds['train'], cfg.max_corpus_mb)
-    tok = _load_tokenizer_for(cfg, out, train_texts, rank, world)
-    if is0:
-        train_tokens = tokenize_corpus(train_texts, tok); val_tokens = tokenize_corpus(ds['validation'], tok)
-    _barrier(world)
-    if not is0:
-        train_tokens = tokenize_corpus(train_texts, tok); val_tokens = tokenize_corpus(ds['validation'], tok)
-    loader = TokenLoader(train_tokens, cfg.batch_size, cfg.seq_len, seed=cfg.seed, shuffle=True, rank=rank, world_size=world)
-    try: val_loader = TokenLoader(val_tokens, cfg.batch_size, cfg.seq_len, seed=0, shuffle=False, rank=rank, world_size=world, epochs=1)
-    except ValueError as e: raise ValueError(f'the validation split is too small for batch_size={cfg.batch_size}, seq_len={cfg.seq_len}: {e}') from e
+    tok, train_texts, loader, val_loader = _prepare_data(cfg, out, rank, world)
     val_start = val_loader.state_dict()
     # --- model ---
-    init_meta = None
-    if cfg.init_from and ck_meta is None:
-        init_w, _, init_meta = load_checkpoint(cfg.init_from, map_location='cpu')
-        mcfg = HMConfig.from_dict({**init_meta['model'], **cfg.model})
-        bad = config_mismatch(init_meta['model'], mcfg.to_dict(), ignore=('jepa_weight', 'grad_checkpoint', 'autocast'))
-        if bad: raise ValueError(f'init_from={cfg.init_from}: model overrides change the architecture ({"; ".join(bad)}); '
-                                 'drop those --model overrides')
-    elif ck_meta is not None: mcfg = HMConfig.from_dict(ck_meta['model'])
+    weights = ck_weights
+    if res is not None: mcfg = HMConfig.from_dict(res['meta']['model'])
+    elif cfg.init_from: weights, mcfg = _init_from(cfg)
     else: mcfg = _model_config(cfg, tok)
-    if ck_meta is not None:
-        bad = config_mismatch(ck_meta['model'], _model_config(cfg, tok, base=ck_meta['model'] if cfg.init_from else None).to_dict())
-        if bad: raise ValueError(f'cannot resume {out}: the checkpoint was trained with another model config; mismatched fields: '
-                                 + '; '.join(bad))
     _seed_all(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
     model = HyperMnemosyne(mcfg)
-    weights = ck_weights if ck_weights is not None else (init_w if init_meta is not None else None)
-    if weights is not None:
-        missing, unexpected = model.load_state_dict(weights, strict=False)
-        if missing or unexpected:
-            raise ValueError(f'checkpoint weights do not fit the model: missing {missing[:8]}, unexpected {unexpected[:8]}')
+    if weights is not None: _load_weights(model, weights, res['ck'] if res is not None else cfg.init_from)
     model.to(device)
     trainable = freeze_for_stage(model, cfg.stage)
     opt = build_optimizer(model, cfg)
@@ -527,10 +814,7 @@ def _train(cfg, callback, rank, world, device, out, t_start):
         unused = unused_parameters(lossfn, probe.to(device), pviews, amp)
         lossfn = DDP(lossfn, device_ids=[device.index] if device.type == 'cuda' else None, find_unused_parameters=bool(unused))
     step_fn = torch.compile(lossfn) if cfg.compile else lossfn
-    if is0:
-        (out / 'config.json').write_text(json.dumps({'model': mcfg.to_dict(), 'train': cfg.to_dict()}, indent=1))
-        if ck_state is not None: _truncate_metrics(out / 'metrics.jsonl', start)
-        elif (out / 'metrics.jsonl').exists(): (out / 'metrics.jsonl').unlink()
+    if is0: _start_records(out, cfg, mcfg, start, res)
     rank_log = out / f'rank{rank}.jsonl' if cfg.rank_logs else None
     if rank_log is not None and ck_state is None and rank_log.exists(): rank_log.unlink()
     if rank_log is not None and ck_state is not None: _truncate_metrics(rank_log, start)
@@ -550,7 +834,7 @@ def _train(cfg, callback, rank, world, device, out, t_start):
         if is0:
             st = {'step': step, 'tokens': tokens_seen, 'elapsed': elapsed_before + time.time() - t_run,
                   'optimizer': opt.state_dict(), 'ranks': allr, 'world_size': world}
-            path = save_checkpoint(out, step, model, st, {'model': mcfg.to_dict(), 'train': cfg.to_dict()})
+            path = save_checkpoint(out, step, model, st, {'model': mcfg.to_dict(), 'train': cfg.to_dict(), 'schedule_steps': horizon})
             prune_checkpoints(out, cfg.keep_last)
         _barrier(world)
         return path
@@ -584,7 +868,7 @@ def _train(cfg, callback, rank, world, device, out, t_start):
     try:
         for step in range(start + 1, cfg.steps + 1):
             t0 = time.time()
-            lrf = lr_factor(step - 1, cfg.steps, cfg.warmup, cfg.schedule, cfg.decay_frac, cfg.min_lr_frac)
+            lrf = lr_factor(step - 1, horizon, cfg.warmup, cfg.schedule, cfg.decay_frac, cfg.min_lr_frac)
             for g, b in zip(opt.param_groups, base_lrs): g['lr'] = b * lrf
             opt.zero_grad(set_to_none=True)
             tot = None; parts_sum = {}
@@ -613,10 +897,9 @@ def _train(cfg, callback, rank, world, device, out, t_start):
             vals = vec.tolist()
             loss_v = vals[0] / world; gn_v = vals[1] / world; stop_now = vals[2] > 0
             if not (math.isfinite(loss_v) and math.isfinite(gn_v)):
-                raise NonFiniteLoss(f'non-finite {"loss" if not math.isfinite(loss_v) else "gradient norm"} at step {step} '
-                                    f'(loss={loss_v}, grad_norm={gn_v}' + ''.join(f', {k}={vals[3 + i] / world:.4g}' for i, k in enumerate(keys))
-                                    + '); weights not updated. Last good checkpoint: '
-                                    f'{latest_checkpoint(out) or "none"}. Lower the learning rate or check the data, then --resume')
+                raise _diverged(out, step, f'{"loss" if not math.isfinite(loss_v) else "gradient norm"} (loss={loss_v}, grad_norm={gn_v}'
+                                + ''.join(f', {k}={vals[3 + i] / world:.4g}' for i, k in enumerate(keys)) + ')', is0,
+                                lambda ck: _finite_on(model, ck, ids, views, amp))
             opt.step()
             tokens_seen += tok_per_step
             dt = time.time() - t0
@@ -655,23 +938,30 @@ def _train(cfg, callback, rank, world, device, out, t_start):
 # %% ../nbs/08_train.ipynb #47c06e02
 def load_run(run_dir, step: int | None = None, device='cpu'):
     """`(model, tokenizer, config)` of a run: the latest checkpoint (or `step`), weights verified, model in eval mode.
-    `config` is the `HMConfig`; the train config is in `run_dir/config.json`."""
+    `config` is the `HMConfig` from the checkpoint's meta.json (the source of truth; `run_dir/config.json` is a record).
+    Only the weights are read (safetensors, no pickle): the optimizer state is not loaded. A damaged checkpoint or
+    tokenizer, or weights that are not finite, raise a `ValueError` naming the file."""
     from hypermnemosyne.model import HyperMnemosyne, HMConfig
     from hypermnemosyne.data import load_tokenizer
     run_dir = Path(run_dir)
-    weights, _, meta = load_checkpoint(run_dir, step=step, map_location='cpu')
+    ck = _resolve_checkpoint(run_dir, step)
+    weights, _, meta = load_checkpoint(ck, map_location='cpu', state=False)
+    if not isinstance(meta.get('model'), dict):
+        raise ValueError(f'{ck / "meta.json"} has no "model" entry, so the model cannot be built; use a checkpoint written by train()')
     mcfg = HMConfig.from_dict(meta['model'])
     model = HyperMnemosyne(mcfg)
-    model.load_state_dict(weights)
+    _load_weights(model, weights, ck / 'model.safetensors')
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad: raise ValueError(f'{ck / "model.safetensors"} holds non-finite weights ({bad[:3]}); the run diverged here: use an earlier checkpoint (--step)')
     tdir = run_dir / 'tokenizer'
-    if not tdir.exists(): tdir = _resolve_checkpoint(run_dir, step).parent.parent / 'tokenizer'
+    if not tdir.exists(): tdir = ck.parent.parent / 'tokenizer'
     return model.to(get_device(device)).eval(), load_tokenizer(tdir), mcfg
 
 def read_metrics(run_dir) -> tuple[list[dict], list[dict]]:
-    "`(train_rows, eval_rows)` from `run_dir/metrics.jsonl`."
+    "`(train_rows, eval_rows)` from `run_dir/metrics.jsonl` (event rows, e.g. a resume's, are in neither)."
     p = Path(run_dir) / 'metrics.jsonl'
     if not p.exists(): raise ValueError(f'{p} does not exist; is {run_dir} a run directory written by train()?')
-    rows = [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
+    rows = _read_jsonl(p)  # a torn last line is dropped; other damage: a ValueError naming the file and line
     return [r for r in rows if 'loss' in r], [r for r in rows if 'val_loss' in r]
 
 def plot_run(run_dir, smooth: int = 10):
@@ -725,19 +1015,23 @@ def config_from_args(argv=None) -> TrainConfig:
         k, v = kv.split('=', 1); model[k.strip()] = _parse_value(v)
     return TrainConfig(**a, model=model)
 
+def _one_line(e) -> str: return ' '.join(str(e).split())
+
 def hm_train(argv=None) -> int:
     "Console script: `hm_train --preset tiny --out runs/tiny` (all flags: `hm_train --help`)."
     try:
         cfg = config_from_args(argv)
         s = train(cfg)
     except ValueError as e:
-        print(f'hm_train: error: {e}', file=sys.stderr); return 1
+        print(f'hm_train: error: {_one_line(e)}', file=sys.stderr); return 2
     except NonFiniteLoss as e:
-        print(f'hm_train: {e}', file=sys.stderr); return 2
+        print(f'hm_train: {_one_line(e)}', file=sys.stderr); return 3
     if int(os.environ.get('RANK', '0')) == 0:
+        if 'note' in s: print(f'hm_train: {s["note"]}')
         keys = ('status', 'step', 'loss', 'val_loss', 'val_bpb', 'params', 'tokens_per_s', 'wall_s', 'checkpoint')
         print('hm_train: ' + ', '.join(f'{k}={s[k]:.4g}' if isinstance(s.get(k), float) else f'{k}={s.get(k)}' for k in keys if k in s))
     return 130 if s['status'] == 'interrupted' else 0
+
 
 # %% ../nbs/08_train.ipynb #d0d93b34
 class LivePlot:
