@@ -4,14 +4,14 @@
 
 # %% ../nbs/10_bench.ipynb #2677b7c8
 from __future__ import annotations
-import importlib, json, time, traceback, sys, platform
+import importlib, json, os, time, traceback, sys, platform
 from pathlib import Path
 import torch
 from fastcore.script import call_parse
 from .core import format_table, device_name
 
 # %% auto #0
-__all__ = ['BENCHMARKS', 'COLS', 'run_benchmarks', 'bench_notes', 'bench_report', 'bench_main', 'hm_bench']
+__all__ = ['BENCHMARKS', 'COLS', 'run_benchmarks', 'bench_notes', 'bench_report', 'check_out_path', 'bench_main', 'hm_bench']
 
 # %% ../nbs/10_bench.ipynb #717b0935
 BENCHMARKS = [('sinkhorn', 'bench_sinkhorn'), ('mhc', 'bench_mhc'), ('ssd', 'bench_ssd'), ('ssd', 'bench_decode'),
@@ -76,11 +76,23 @@ def bench_report(rows: list[dict]) -> str:
     errs = [r for r in rows if r.get('error')]
     return main + ('\n\nerrors:\n' + format_table(errs, ['component', 'error']) if errs else '')
 
+def check_out_path(out: str) -> None:
+    "Raise `ValueError` unless the JSON file `out` can be written ('' = no file): not a folder, in a writable folder that exists."
+    if not out: return
+    p = Path(out); d = p.parent
+    if p.is_dir(): raise ValueError(f'--out {out} is a folder: give a file name, e.g. --out {p / "bench.json"}')
+    if not d.is_dir():
+        what = 'is a file, not a folder' if d.exists() else 'does not exist'
+        raise ValueError(f'--out {out}: {d} {what}; create the folder first or choose another path (nothing was run)')
+    if not os.access(d, os.W_OK): raise ValueError(f'--out {out}: folder {d} is not writable; choose another path (nothing was run)')
+
 def bench_main(quick: bool = False,  # CPU smoke run at tiny sizes (asserts the table is produced, not any speed)
              only: str = None,  # run only benchmarks whose name contains this
              out: str = 'bench.json',  # where to write all rows as JSON ('' to skip)
              strict: bool = False):  # raise on the first failing benchmark
-    "Measure every component against its reference in one run, print one table, save all rows as JSON; returns the rows."
+    """Measure every component against its reference in one run, print one table, save all rows as JSON; returns the rows.
+    The output path is checked before anything runs (`ValueError`), so a bad `--out` cannot cost a whole benchmark run."""
+    check_out_path(out)
     meta = dict(device=device_name(), torch=torch.__version__, python=platform.python_version(),
                 time=time.strftime('%Y-%m-%d %H:%M:%S'), quick=quick)
     def save(rows):
@@ -96,5 +108,9 @@ def hm_bench(quick: bool = False,  # CPU smoke run at tiny sizes (asserts the ta
              only: str = None,  # run only benchmarks whose name contains this
              out: str = 'bench.json',  # where to write all rows as JSON ('' to skip)
              strict: bool = False):  # raise on the first failing benchmark
-    "Console script: `bench_main` (exit status 0; the rows are in the printed table and the JSON file)."
+    "Console script: `bench_main` (exit status 0; 2 with a one-line error for a bad `--out`, before anything runs)."
+    try: check_out_path(out)
+    except ValueError as e:
+        print(f'hm_bench: error: {e}', file=sys.stderr); return 2
     bench_main(quick=quick, only=only, out=out, strict=strict)
+    return 0

@@ -403,9 +403,11 @@ class MemoryLayer(nn.Module):
         return self.memory.init_state(batch, device, dtype)
 
     def forward(self, x: torch.Tensor, state: MemoryState | None = None, update: bool = True):
-        h = self.norm(x)
+        # the weight in the input's dtype: a bf16 input takes torch's fused RMSNorm (statistics in fp32 inside) without a dtype-mismatch warning
+        h = F.rms_norm(x, self.norm.normalized_shape, self.norm.weight.to(x.dtype), self.norm.eps)
         r, state = self.memory(h, state, update=update)
-        return self.out_norm(r.float()) * torch.sigmoid(self.gate(h).float()), state   # norm in fp32 (fused RMSNorm under autocast)
+        wd = torch.promote_types(r.dtype, torch.float32)   # fp32 (fused RMSNorm under autocast), fp64 stays fp64
+        return self.out_norm(r.to(wd)) * torch.sigmoid(self.gate(h).to(wd)), state
 
     def step(self, x: torch.Tensor, state: MemoryState | None = None, update: bool = True):
         "One token `[b, 1, dim]`; identical to `forward` over the same tokens."
@@ -428,11 +430,11 @@ def _peak_gb(fn, dev):
     torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); fn(); torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() / 2**30
 
-def _vs_titans(layer, tm, x, dev, reps, tag) -> dict:
+def _vs_titans(layer, tm, x, dev, reps, tag, ref_name: str = 'titans-pytorch') -> dict:
     """Our layer vs titans-pytorch's `NeuralMemory` on the same input, both in fp32 (titans-pytorch's TorchScript-fused
     ops failed to compile under bf16 autocast (nvrtc) on our H100 image). At `[8, 4096]` titans-pytorch ran out of the
     H100's 80 GB, so on OOM both are measured again on a shorter sequence (same batch), halving until one fits; the row
-    names the shape the two were compared at."""
+    names the shape the two were compared at, and `ref_name` the reference's setting."""
     name, b, err = device_name(dev), x.shape[0], None
     t = x.shape[1]
     while t >= 1:
@@ -442,7 +444,7 @@ def _vs_titans(layer, tm, x, dev, reps, tag) -> dict:
             t_ms = time_fn(tref, device=dev, **reps); t_peak = _peak_gb(tref, dev)
             o32 = _fwd_bwd(layer, xs, dev, amp=False)
             o_ms = time_fn(o32, device=dev, **reps); o_peak = _peak_gb(o32, dev)
-            return dict(component=f'{tag} [{b},{t}] fp32 vs titans-pytorch', ours_ms=o_ms, ref_ms=t_ms, ratio=t_ms / o_ms,
+            return dict(component=f'{tag} [{b},{t}] fp32 vs {ref_name}', ours_ms=o_ms, ref_ms=t_ms, ratio=t_ms / o_ms,
                         device=name, tokens_per_s=b * t / o_ms * 1e3, ref_tokens_per_s=b * t / t_ms * 1e3, peak_GB=o_peak,
                         ref_peak_GB=t_peak, compiled=layer.memory.compile,
                         note='' if t == x.shape[1] else f'titans-pytorch OOM at [{b},{x.shape[1]}]: compared at [{b},{t}]')
@@ -452,9 +454,9 @@ def _vs_titans(layer, tm, x, dev, reps, tag) -> dict:
             if dev.type == 'cuda': torch.cuda.empty_cache()
             t //= 2
         except Exception as e:
-            return dict(component=f'{tag} [{b},{t}] vs titans-pytorch', ours_ms=None, ref_ms=None, ratio=None, device=name,
+            return dict(component=f'{tag} [{b},{t}] vs {ref_name}', ours_ms=None, ref_ms=None, ratio=None, device=name,
                         note=f'titans-pytorch failed: {type(e).__name__}: ' + ' '.join(str(e).split())[-160:])
-    return dict(component=f'{tag} vs titans-pytorch', ours_ms=None, ref_ms=None, ratio=None, device=name,
+    return dict(component=f'{tag} vs {ref_name}', ours_ms=None, ref_ms=None, ratio=None, device=name,
                 note=f'out of memory at every length ({err})')
 
 def bench_memory(quick: bool = False, heads: tuple | None = None) -> list[dict]:
@@ -502,7 +504,8 @@ def bench_memory(quick: bool = False, heads: tuple | None = None) -> list[dict]:
             rows.append(dict(component=tag + ' vs titans-pytorch', ours_ms=None, ref_ms=None, ratio=None, device=name,
                              note=f'titans-pytorch NeuralMemory could not be built: {type(e).__name__}: {e}'[:200]))
             continue
-        rows.append(_vs_titans(layer, tm, x, dev, reps, f'memory fwd+bwd d{dim} h{h} chunk{C}'))
+        rows.append(_vs_titans(layer, tm, x, dev, reps, f'memory fwd+bwd d{dim} h{h} chunk{C}',
+                               f'titans-pytorch chunk_size=batch_size={C}'))   # pooled gates: not our rule (see above)
         del layer, tm
         if dev.type == 'cuda': torch.cuda.empty_cache()
     return rows

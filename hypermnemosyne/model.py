@@ -308,6 +308,10 @@ class HyperMnemosyne(nn.Module):
     # --- forward ------------------------------------------------------------------------------------------------
     def _stream_dtype(self, device) -> torch.dtype: return getattr(torch, self.config.stream_dtype)
 
+    def _final_norm(self, x):
+        "The final RMSNorm with its weight in x's dtype (bf16 streams take the fused kernel; no dtype-mismatch warning)."
+        return F.rms_norm(x, self.norm.normalized_shape, self.norm.weight.to(x.dtype), self.norm.eps)
+
     def _logits(self, h):
         return self.head(h) if self.head is not None else F.linear(h, self.embed.weight)
 
@@ -333,7 +337,7 @@ class HyperMnemosyne(nn.Module):
                                                                    update_memory=state.update_memory)
                 elif use_ckpt: streams = checkpoint(_block_train, blk, streams, None, None, use_reentrant=False)
                 else: streams = _block_train(blk, streams)
-            h = self.norm(reduce_streams(streams))
+            h = self._final_norm(reduce_streams(streams))
             logits = self._logits(h)
         if state is not None: state.pos += ids.shape[1]
         return ModelOutput(logits.float(), h if return_hidden else None, state)
@@ -350,7 +354,7 @@ class HyperMnemosyne(nn.Module):
             for i, blk in enumerate(self.blocks):
                 streams, state.mixer[i], state.memory[i] = blk(streams, state.mixer[i], state.memory[i], step=True,
                                                                update_memory=state.update_memory)
-            h = self.norm(reduce_streams(streams))
+            h = self._final_norm(reduce_streams(streams))
             logits = self._logits(h)
         state.pos += 1
         return ModelOutput(logits.float(), h, state)
