@@ -465,7 +465,7 @@ def unused_parameters(lossfn: nn.Module, ids, views=None, amp=contextlib.nullcon
 
 def _num(x): return float(x.detach().float().item()) if torch.is_tensor(x) else float(x)
 
-# %% ../nbs/08_train.ipynb #rundir01
+# %% ../nbs/08_train.ipynb #447765ec
 LOCK_FILE = 'hm_train.lock'
 _RUN_FILES = ('ckpt', 'tokenizer', 'metrics.jsonl', 'summary.json', 'config.json')  # and rank*.jsonl
 
@@ -573,7 +573,7 @@ def _open_run(out: Path, cfg: TrainConfig, rank: int) -> RunLock | None:
     return lock
 
 
-# %% ../nbs/08_train.ipynb #resume01
+# %% ../nbs/08_train.ipynb #ad38950c
 # train-config fields that may differ between a checkpoint and the run that resumes it
 _RESUME_FREE = ('preset', 'model', 'steps', 'eval_every', 'eval_batches', 'ckpt_every', 'keep_last', 'log_every', 'resume', 'progress',
                 'compile', 'device', 'out', 'stop_after', 'rank_logs', 'init_from', 'overwrite', 'muon_lr', 'adamw_lr')
@@ -664,7 +664,7 @@ def _diverged(out: Path, step: int, detail: str, is0: bool, good_on) -> NonFinit
     return NonFiniteLoss(f'non-finite {detail} at step {step}; weights not updated.{moved} {then}')
 
 
-# %% ../nbs/08_train.ipynb #prep01
+# %% ../nbs/08_train.ipynb #22ed3b07
 def _new_tokenizer(cfg: TrainConfig, texts):
     "The `init_from` run's tokenizer, else a new one of the requested kind (in memory)."
     from hypermnemosyne.data import ByteTokenizer, train_bpe, load_tokenizer

@@ -53,7 +53,7 @@ def test_cli_end_to_end_and_bad_input(tmp_path):
             "assert out.logits.shape == (1, ids.shape[1], c.vocab_size), out.logits.shape; print('ok')")
     r2 = subprocess.run([sys.executable, '-c', code, str(run)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert r2.returncode == 0 and 'ok' in r2.stdout, r2.stderr
-    # bad input: exit status 1, a message, no traceback, nothing overwritten
+    # bad input: exit status 2, a message, no traceback, nothing overwritten
     before = {p: p.read_bytes() for p in (run / 'ckpt').rglob('*') if p.is_file()}
     cases = [(['--preset', 'nope', '--out', str(tmp_path / 'x')], 'unknown preset'),
              (['--out', str(run / 'config.json')], 'is a file'),
@@ -64,12 +64,12 @@ def test_cli_end_to_end_and_bad_input(tmp_path):
     for extra, msg in cases:
         args = [a for a in SMALL if a not in ('--preset', 'tiny')] if '--preset' in extra else SMALL
         r = hm_train(*args, *extra, '--steps', '6')
-        assert r.returncode == 1 and msg in r.stderr and 'Traceback' not in r.stderr, (extra, r.stderr)
+        assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr, (extra, r.stderr)
     # a corrupt checkpoint: clear error on resume, nothing overwritten
     f = run / 'ckpt' / 'step_000004' / 'model.safetensors'
     good = f.read_bytes(); f.write_bytes(good[:len(good) // 2])
     r = hm_train(*SMALL, '--out', str(run), '--resume', '--steps', '6')
-    assert r.returncode == 1 and 'corrupt or truncated' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert r.returncode == 2 and 'corrupt or truncated' in r.stderr and 'Traceback' not in r.stderr, r.stderr
     assert ckpt_steps(run) == [2, 4]
     after = {p: p.read_bytes() for p in (run / 'ckpt').rglob('*') if p.is_file()}
     assert after.keys() == before.keys() and all(after[p] == before[p] for p in after if p != f)
