@@ -1,0 +1,99 @@
+"The recall sweep (experiments/recall): Zoology's MQAR generator, and a CPU miniature of the runner read by the verdict code."
+import importlib.util, json, os, subprocess, sys
+from pathlib import Path
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNER = ROOT / 'experiments' / 'recall' / 'run.py'
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f'recall_{name}', ROOT / 'experiments' / 'recall' / f'{name}.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+run_mod, analysis = _load('run'), _load('analysis')
+
+
+def runner(*args):
+    return subprocess.run([sys.executable, str(RUNNER), *args], capture_output=True, text=True, env=ENV, timeout=300)
+
+
+def test_mqar_targets_are_the_paired_values_and_labels_sit_only_at_queries():
+    V, seq, pairs = run_mod.VOCAB, 128, 8
+    x, y = run_mod.mqar(200, seq, pairs, seed=3)
+    assert x.shape == y.shape == (200, seq)
+    keys, vals = x[:, 0:2 * pairs:2], x[:, 1:2 * pairs:2]
+    assert ((keys >= 1) & (keys < V // 2)).all() and ((vals >= V // 2) & (vals < V)).all()
+    assert all(len(set(k.tolist())) == pairs for k in keys)                       # distinct keys within a sequence
+    assert (y[:, :2 * pairs] == -100).all()                                       # no label in the pairs region
+    for i in range(200):
+        pos = (y[i] != -100).nonzero().flatten()
+        assert len(pos) == pairs and ((pos - 2 * pairs) % 2 == 0).all()           # one query per key, on a query slot
+        table = dict(zip(keys[i].tolist(), vals[i].tolist()))
+        assert sorted(x[i, pos].tolist()) == sorted(table)                        # each key queried exactly once
+        for p in pos.tolist():
+            assert y[i, p].item() == table[x[i, p].item()] == x[i, p + 1].item()  # target = its key's value, shown next
+
+
+def test_mqar_gaps_follow_a_power_law_and_data_are_seeded():
+    x, y = run_mod.mqar(2000, 256, 16, seed=0)
+    slot = ((y != -100).nonzero()[:, 1] - 32) // 2
+    near, far = (slot < 16).float().mean().item(), (slot >= 112 - 16).float().mean().item()
+    assert near > 2 * far                                                          # early slots are much more likely
+    x2, y2 = run_mod.mqar(2000, 256, 16, seed=0)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(x, run_mod.mqar(2000, 256, 16, seed=1)[0])
+    z, _ = run_mod.mqar(50, 64, 4, seed=0, filler='zero')
+    assert (z[:, 8:] == 0).float().mean() > 0.5                                    # zero filler between the queries
+
+
+def test_miniature_sweep_writes_complete_jsons_skips_finished_runs_and_feeds_the_verdicts(tmp_path):
+    args = ['--mixers', 'attention,ssd+memory', '--widths', '32', '--settings', '64:4', '--lrs', '3e-3', '--seeds', '0',
+            '--steps', '3', '--batch_size', '8', '--n_train', '64', '--n_test', '16', '--eval_every', '2',
+            '--workers', '2', '--out', str(tmp_path / 'mini')]
+    r = runner(*args)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    files = sorted((tmp_path / 'mini').glob('*.json'))
+    assert [f.name for f in files] == ['attention_d32_L64_p4_lr0.003_s0_n3.json', 'ssd-memory_d32_L64_p4_lr0.003_s0_n3.json']
+    assert r.stdout.count('acc ') == 2 and '2 runs, 0 already done' in r.stdout
+    for f in files:
+        j = json.loads(f.read_text())
+        assert set(analysis.FIELDS) <= set(j)
+        assert j['complete'] and j['steps_done'] == 3 and j['gpu'] == 'CPU' and j['torch'] == torch.__version__
+        assert 0 <= j['test_acc'] <= 1 and j['wall_s'] > 0 and len(j['commit']) >= 7
+        assert [c['step'] for c in j['curve']] == [2, 3] and j['curve'][-1]['test_acc'] == j['test_acc']
+        assert '--mixers attention,ssd+memory' in j['command'] and str(tmp_path) in j['command']
+    again = runner(*args)
+    assert again.returncode == 0 and '2 runs, 2 already done, 0 to run' in again.stdout and 'acc ' not in again.stdout
+    recs = analysis.load_results(tmp_path)                                         # root/<set>/*.json, set 'mini'
+    assert sorted(r['mixer'] for r in recs) == ['attention', 'ssd+memory'] and all(r['smoke'] and r['set'] == 'mini' for r in recs)
+    pts = analysis.best_points(recs)
+    assert {(p['mixer'], p['accs'][0]) for p in pts} == {(r['mixer'], r['test_acc']) for r in recs}
+    assert analysis.table(recs).count('| 64/4 |') == 2
+    assert [v['status'] for v in analysis.verdicts(recs)] == ['missing'] * 3       # d32 is off the grid the goals name
+
+
+def test_verdicts_need_every_seed_and_enough_seeds():
+    def rec(mixer, seq, pairs, d, lr, seed, acc):
+        return dict(mixer=mixer, seq=seq, pairs=pairs, d_model=d, lr=lr, seed=seed, test_acc=acc, steps=100, batch_size=8)
+    goal = 'a memory-bearing mixer >= 0.95 at 256/16, d 128'
+    one = [rec('memory', 256, 16, 128, 1e-3, 0, 0.97)]
+    assert {x['goal']: x for x in analysis.verdicts(one)}[goal]['status'] == 'too few seeds'
+    two = one + [rec('memory', 256, 16, 128, 1e-3, 1, 0.94)]                    # one seed misses: not met
+    assert {x['goal']: x for x in analysis.verdicts(two)}[goal]['status'] == 'missed'
+    best = two + [rec('ssd+memory', 256, 16, 128, 3e-3, s, 0.96) for s in (0, 1)]
+    assert {x['goal']: x for x in analysis.verdicts(best)}[goal]['status'] == 'met'
+    lr_sweep = [rec('attention', 64, 4, 64, lr, s, a) for lr, a in ((1e-4, 0.1), (3e-3, 1.0)) for s in (0, 1)]
+    p = analysis.best_points(lr_sweep)
+    assert len(p) == 1 and p[0]['lr'] == 3e-3 and p[0]['lrs_tried'] == [1e-4, 3e-3] and p[0]['min_acc'] == 1.0
+    att = {x['goal']: x for x in analysis.verdicts(lr_sweep)}['attention >= 0.99 at every width']
+    assert att['status'] == 'incomplete' and 'attention 512/64 d512' in att['detail']
+
+
+def test_runner_rejects_bad_arguments_with_one_line():
+    for args, word in ((['--mixers', 'lstm'], '--mixers'), (['--settings', '250:100'], '--settings'),
+                       (['--widths', '48'], '--widths'), (['--settings', 'x'], '--settings')):
+        r = runner(*args, '--out', '/tmp/never-written-recall', '--dry_run')
+        assert r.returncode == 2 and word in r.stderr and 'Traceback' not in r.stderr, r.stderr
