@@ -248,11 +248,21 @@ def _settings(s):
     return out
 
 
+def _points(s):
+    try: out = [tuple(int(a) for a in v.split(':')) for v in s.split(',') if v.strip()]
+    except ValueError: out = None
+    if not out or any(len(t) != 3 for t in out):
+        raise argparse.ArgumentTypeError(f'expected seq:pairs:d_model[,...] such as 256:16:128,512:64:256, got {s!r}')
+    return out
+
+
 def parser():
     p = argparse.ArgumentParser(description='Zoology MQAR recall sweep (issue 16, study A): one JSON per run.')
     p.add_argument('--mixers', type=lambda s: _list(str, s), default=list(MIXERS), help=f'comma list of {",".join(MIXERS)}')
     p.add_argument('--widths', type=lambda s: _list(int, s), default=[64, 128, 256, 512], help='d_model values')
     p.add_argument('--settings', type=_settings, default=list(ZOOLOGY_SETTINGS), help='seq:pairs list, e.g. 256:16,512:64')
+    p.add_argument('--points', type=_points, default=None,
+                   help='seq:pairs:d_model list, e.g. 256:16:128,512:64:256 (instead of --settings x --widths)')
     p.add_argument('--lrs', type=lambda s: _list(float, s), default=list(ZOOLOGY_LRS), help='learning rates')
     p.add_argument('--seeds', type=lambda s: _list(int, s), default=[0], help='model seeds (init and data order)')
     p.add_argument('--steps', type=int, default=2000, help='optimizer steps per run')
@@ -285,6 +295,7 @@ def fail(msg: str):
 def validate(a):
     bad = [m for m in a.mixers if m not in MIXERS]
     if bad: fail(f'--mixers: unknown {", ".join(bad)}; use {", ".join(MIXERS)}')
+    if a.points: a.settings, a.widths = sorted({p[:2] for p in a.points}), sorted({p[2] for p in a.points})
     for d in a.widths:
         if d < 32 or d % 32: fail(f'--widths: {d} must be a multiple of 32 (Mamba-2 heads of 64 need 2*d_model % 64 == 0)')
     for seq, pairs in a.settings:
@@ -312,6 +323,7 @@ def run_specs(a, device: str) -> list[dict]:
         bs = a.batch_size or min(zoology_batch_size(seq), a.n_train)
         for mixer in a.mixers:
             for d in a.widths:
+                if a.points and (seq, pairs, d) not in a.points: continue
                 for lr in a.lrs:
                     for seed in a.seeds:
                         specs.append(dict(mixer=mixer, d_model=d, seq=seq, pairs=pairs, lr=lr, seed=seed, steps=a.steps,
