@@ -78,7 +78,7 @@ def dataset_seed(seq: int, pairs: int, split: str) -> int:
 
 # --------------------------------------------------------------------------------------------------------- model
 def build_model(mixer: str, d_model: int, vocab: int = VOCAB, n_layers: int = 2, head_dim: int = 64, window: int = 32,
-                d_state: int = 64, mem_heads: int = 4, mem_chunk: int = 16):
+                d_state: int = 64, mem_heads: int = 4, mem_chunk: int = 16, mem_compile: bool = False):
     "The recall model: embedding, `n_layers` pre-norm residual blocks (no MLP), final RMSNorm, tied LM head."
     import torch
     from torch import nn
@@ -90,7 +90,8 @@ def build_model(mixer: str, d_model: int, vocab: int = VOCAB, n_layers: int = 2,
         "[x + MemoryLayer(x)] then [x + mixer(RMSNorm(x))]: the memory before the mixer, as in the package's HMBlock."
         def __init__(self):
             super().__init__()
-            self.memory = (MemoryLayer(d_model, n_heads=mem_heads, chunk_size=mem_chunk, max_grad_norm=1.0)
+            self.memory = (MemoryLayer(d_model, n_heads=mem_heads, chunk_size=mem_chunk, max_grad_norm=1.0,
+                                       compile=mem_compile)
                            if 'memory' in mixer else None)
             heads = max(1, d_model // head_dim)
             self.mixer = {'attention': lambda: AttentionMixer(d_model, heads),
@@ -171,7 +172,8 @@ def train_run(spec: dict, deadline_at: float | None = None, log=None) -> dict:
     xte, yte = mqar(spec['n_test'], seq, pairs, dataset_seed(seq, pairs, 'test'), filler=spec['filler'])
     xtr, ytr = xtr.to(dev), ytr.to(dev)                             # the whole train set on the device: no copy per step
     torch.manual_seed(spec['seed'])
-    model = build_model(spec['mixer'], spec['d_model'], window=spec['window'], mem_chunk=spec['mem_chunk']).to(dev)
+    model = build_model(spec['mixer'], spec['d_model'], window=spec['window'], mem_chunk=spec['mem_chunk'],
+                        mem_compile=spec.get('mem_compile', False)).to(dev)
     opt = torch.optim.AdamW(param_groups(model, spec['wd']), lr=spec['lr'], betas=(0.9, 0.98))
     g = torch.Generator().manual_seed(spec['seed'])
     steps, bs, warm = spec['steps'], spec['batch_size'], spec['warmup']
@@ -223,8 +225,9 @@ def gpu_name(device: str) -> str:
 
 def run_name(s: dict) -> str:
     "File stem of a run: every field that makes it a different run."
+    chunk = f"_c{s['mem_chunk']}" if 'memory' in s['mixer'] and s['mem_chunk'] != 16 else ''
     return (f"{s['mixer'].replace('+', '-')}_d{s['d_model']}_L{s['seq']}_p{s['pairs']}_lr{s['lr']:g}_s{s['seed']}"
-            f"_n{s['steps']}")
+            f"_n{s['steps']}{chunk}")
 
 
 def write_json(path: Path, obj: dict):
@@ -274,6 +277,7 @@ def parser():
     p.add_argument('--filler', choices=('random', 'zero'), default='random', help="tokens between queries (Zoology: random)")
     p.add_argument('--window', type=int, default=32, help='sliding window of the swa mixer')
     p.add_argument('--mem_chunk', type=int, default=16, help='chunk of the Titans memory (a token reads earlier chunks only)')
+    p.add_argument('--mem_compile', action='store_true', help="the memory's chunk write through torch.compile (CUDA)")
     p.add_argument('--eval_every', type=int, default=250, help='curve point every K steps (0: final evaluation only)')
     p.add_argument('--eval_n', type=int, default=1000, help='test examples per curve point (the final one uses all)')
     p.add_argument('--workers', type=int, default=1, help='runs at once, each its own process')
@@ -329,7 +333,7 @@ def run_specs(a, device: str) -> list[dict]:
                         specs.append(dict(mixer=mixer, d_model=d, seq=seq, pairs=pairs, lr=lr, seed=seed, steps=a.steps,
                                           batch_size=bs, warmup=int(a.warmup * a.steps) if a.warmup < 1 else int(a.warmup),
                                           wd=a.wd, n_train=a.n_train, n_test=a.n_test, vocab=VOCAB, filler=a.filler,
-                                          window=a.window, mem_chunk=a.mem_chunk, n_layers=2, eval_every=a.eval_every,
+                                          window=a.window, mem_chunk=a.mem_chunk, mem_compile=a.mem_compile, n_layers=2, eval_every=a.eval_every,
                                           eval_n=min(a.eval_n, a.n_test), eval_batch=bs, device=device,
                                           optimizer='AdamW(betas=(0.9, 0.98)), cosine to 0, clip 1.0'))
     return sorted(specs, key=lambda s: -COST[s['mixer']] * s['seq'] * s['d_model'])
