@@ -4,21 +4,24 @@
 
 # %% ../nbs/09_generate.ipynb #0d552edb
 from __future__ import annotations
-import math, sys, threading, time, argparse
+import math, os, re, sys, threading, time, argparse, keyword, collections
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch, torch.nn.functional as F
 from .core import get_device, time_fn, device_name, autocast_ctx
 
 # %% auto #0
-__all__ = ['check_sampling', 'filter_logits', 'sample_next', 'GenerationResult', 'generate_stream', 'generate', 'generate_parser',
-           'hm_generate', 'surprise_plot_png', 'GenerationWidget', 'answer_logprob', 'bench_generate',
-           'decode_dispatch_count', 'GraphedStep']
+__all__ = ['SAMPLING_DEFAULTS', 'check_sampling', 'filter_logits', 'sample_next', 'GenerationResult', 'generate_stream',
+           'generate', 'generate_parser', 'hm_generate', 'surprise_plot_png', 'GenerationWidget', 'readme_run_dir',
+           'degenerate_reasons', 'answer_logprob', 'bench_generate', 'decode_dispatch_count', 'GraphedStep']
 
 # %% ../nbs/09_generate.ipynb #7160666c
+SAMPLING_DEFAULTS = dict(temperature=0.6, top_k=None, top_p=0.9, max_repeat=32)   # why: the markdown above; one place for every caller
+
 def check_sampling(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None):
     "Raise a ValueError naming the bad sampling setting."
-    if temperature < 0: raise ValueError(f'temperature={temperature} must be >= 0 (0 = greedy)')
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ValueError(f'temperature={temperature} must be a finite number >= 0 (0 = greedy)')
     if top_p is not None and not (0 < top_p <= 1):
         raise ValueError(f'top_p={top_p} must lie in (0, 1]; use 1 (or None) to switch nucleus sampling off')
     if top_k is not None and top_k < 1:
@@ -70,15 +73,25 @@ def _prompt_tensor(model, prompt_ids, device):
     if ids.numel() == 0: ids = torch.tensor([model.config.bos_id])
     return ids.view(1, -1).to(device)
 
+def _trailing_run(ids: list) -> tuple:
+    "`(token, n)`: the last token of `ids` and how many times it repeats at the end (`(None, 0)` when empty)."
+    n = 0
+    while n < len(ids) and ids[-1 - n] == ids[-1]: n += 1
+    return (ids[-1] if ids else None), n
+
 @torch.no_grad()
-def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: float = 1.0, top_k: int | None = None,
-                    top_p: float | None = None, seed: int | None = None, ttl: bool = True, state=None,
-                    stop_ids=(), should_stop=None, info: dict | None = None, graph: bool | str = False):
+def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: float = SAMPLING_DEFAULTS['temperature'],
+                    top_k: int | None = SAMPLING_DEFAULTS['top_k'], top_p: float | None = SAMPLING_DEFAULTS['top_p'], seed: int | None = None, ttl: bool = True, state=None,
+                    stop_ids=(), should_stop=None, info: dict | None = None, graph: bool | str = False,
+                    max_repeat: int | None = SAMPLING_DEFAULTS['max_repeat']):
     """Yield `(token_id, surprise)` per generated token. `state` (a `ModelState`) continues an earlier call; `info`
     (a dict, optional) receives `state` and `prompt_surprise` as they become known. `should_stop()` ends early.
-    `graph=True` decodes through a CUDA graph (`GraphedStep`, CUDA only, `ttl` on or off; 'emulate' is its CPU stand-in for tests)."""
+    `graph=True` decodes through a CUDA graph (`GraphedStep`, CUDA only, `ttl` on or off; 'emulate' is its CPU stand-in for tests).
+    `max_repeat`: a token that already ends the text `max_repeat` times in a row cannot come again (None: no limit)."""
     if max_new_tokens < 0: raise ValueError(f'max_new_tokens={max_new_tokens} must be >= 0')
     check_sampling(temperature, top_k, top_p)     # validate before any work
+    if max_repeat is not None and (not isinstance(max_repeat, int) or max_repeat < 1):
+        raise ValueError(f'max_repeat={max_repeat!r} must be an integer >= 1, or None to allow any run')
     device = next(model.parameters()).device
     if graph not in (False, True, 'emulate'): raise ValueError(f"graph must be False, True or 'emulate', got {graph!r}")
     if graph is True and device.type != 'cuda': raise ValueError(f'graph=True needs a CUDA device; the model is on {device}')
@@ -95,13 +108,16 @@ def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: f
         info.update(state=state, prompt_surprise=[] if s is None else s[0].tolist())
         logits = out.logits[:, -1]
         stepper = GraphedStep(model, state.make_static(state.pos + max_new_tokens), emulate=graph == 'emulate') if graph else None
+        last, run = _trailing_run(ids[0].tolist())
         for _ in range(max_new_tokens):
             if should_stop is not None and should_stop(): break
+            if max_repeat and run >= max_repeat: logits = logits.float().index_fill(-1, torch.tensor([last], device=logits.device), float('-inf'))
             nxt = sample_next(logits, temperature, top_k, top_p, gen)
             step_ids = nxt.view(1, 1).to(device)
             new_logits = stepper(step_ids) if stepper is not None else model.step(step_ids, state).logits
             s = _surprise(state)
             tok = int(nxt.item())
+            last, run = tok, (run + 1 if tok == last else 1)
             yield tok, (float('nan') if s is None else float(s[0, -1]))
             if tok in stop_ids: break
             logits = new_logits[:, -1]
@@ -109,16 +125,17 @@ def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: f
         model.train(was_training)
         if graph: state.make_dynamic()      # a later call may continue without a graph
 
-def generate(model, prompt_ids, max_new_tokens: int = 128, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float | None = None, seed: int | None = None, ttl: bool = True, state=None, tokenizer=None,
-             callback=None, stop_ids=(), should_stop=None, graph: bool | str = False) -> GenerationResult:
+def generate(model, prompt_ids, max_new_tokens: int = 128, temperature: float = SAMPLING_DEFAULTS['temperature'],
+             top_k: int | None = SAMPLING_DEFAULTS['top_k'], top_p: float | None = SAMPLING_DEFAULTS['top_p'], seed: int | None = None, ttl: bool = True, state=None, tokenizer=None,
+             callback=None, stop_ids=(), should_stop=None, graph: bool | str = False,
+             max_repeat: int | None = SAMPLING_DEFAULTS['max_repeat']) -> GenerationResult:
     "Generate a continuation of `prompt_ids` (a list/tensor of ids, or a string when `tokenizer` is given)."
     if isinstance(prompt_ids, str):
         if tokenizer is None: raise ValueError('a text prompt needs tokenizer=...; or pass token ids')
         prompt_ids = tokenizer.encode(prompt_ids)
     info, ids, sur = {}, [], []
     for tok, s in generate_stream(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, ttl, state,
-                                  stop_ids, should_stop, info, graph):
+                                  stop_ids, should_stop, info, graph, max_repeat):
         ids.append(tok); sur.append(s)
         if callback is not None: callback(tok, tokenizer.decode([tok]) if tokenizer is not None else '')
     text = tokenizer.decode(ids) if tokenizer is not None else ''
@@ -130,9 +147,10 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument('run_dir', help='a run directory written by hm_train')
     p.add_argument('--prompt', default='', help='text to continue (empty: start from <bos>)')
     p.add_argument('--max_new_tokens', type=int, default=200)
-    p.add_argument('--temperature', type=float, default=0.8)
-    p.add_argument('--top_k', type=int, default=None)
-    p.add_argument('--top_p', type=float, default=0.95)
+    p.add_argument('--temperature', type=float, default=SAMPLING_DEFAULTS['temperature'], help='0 = greedy')
+    p.add_argument('--top_k', type=int, default=SAMPLING_DEFAULTS['top_k'])
+    p.add_argument('--top_p', type=float, default=SAMPLING_DEFAULTS['top_p'])
+    p.add_argument('--max_repeat', type=int, default=SAMPLING_DEFAULTS['max_repeat'], help='most repeats of one token in a row (0: no limit)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no_ttl', action='store_true', help='freeze the memory (no test-time learning)')
     p.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
@@ -140,24 +158,49 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument('--graph', action='store_true', help='decode through a CUDA graph (CUDA only; GraphedStep)')
     return p
 
+def _cli_device(name):
+    "`--device` as a torch.device that can hold a tensor on this machine, else a ValueError naming it."
+    try: dev = get_device(name)
+    except RuntimeError: raise ValueError(f'--device {name!r} is not a device name torch knows: use cpu or cuda') from None
+    if dev.type not in ('cpu', 'cuda', 'mps', 'xpu'): raise ValueError(f'--device {name!r} cannot run a model: use cpu or cuda')
+    try: torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError): raise ValueError(f'--device {name!r} is not available on this machine: use cpu') from None
+    return dev
+
+def _cli_settings(a):
+    "Validate the parsed flags before loading anything; returns the device. ValueErrors name the flag."
+    if a.max_new_tokens < 0: raise ValueError(f'--max_new_tokens {a.max_new_tokens}: must be >= 0')
+    if a.max_repeat < 0: raise ValueError(f'--max_repeat {a.max_repeat}: must be >= 0 (0: no limit)')
+    try: check_sampling(a.temperature, a.top_k, a.top_p)
+    except ValueError as e: raise ValueError(f'--{e}') from None
+    dev = _cli_device(a.device)
+    if a.graph and dev.type != 'cuda': raise ValueError(f'--graph needs a CUDA device, got {dev}: drop --graph')
+    return dev
+
 def hm_generate(argv=None) -> int:
     "Console script: stream a continuation to stdout."
     from hypermnemosyne.train import load_run
     a = generate_parser().parse_args(argv)
-    run = Path(a.run_dir)
+    run, n = Path(a.run_dir), [0]
     if not run.is_dir():
         print(f'hm_generate: no run directory {run} (train one with: hm_train --preset tiny --out {run})', file=sys.stderr); return 2
     try:
-        check_sampling(a.temperature, a.top_k, a.top_p)
-        dev = get_device(a.device)
-        if a.graph and dev.type != 'cuda': raise ValueError(f'--graph needs a CUDA device, got {dev}: drop --graph')
+        dev = _cli_settings(a)
         model, tok, _ = load_run(run, step=a.step, device=dev)
     except (ValueError, FileNotFoundError) as e:
         print(f'hm_generate: {e}', file=sys.stderr); return 2
+    except KeyboardInterrupt:
+        print('hm_generate: interrupted while loading the run', file=sys.stderr); return 130
     sys.stdout.write(a.prompt); sys.stdout.flush()
-    def show(_tok, piece): sys.stdout.write(piece); sys.stdout.flush()
-    res = generate(model, tok.encode(a.prompt) if a.prompt else [], a.max_new_tokens, a.temperature, a.top_k, a.top_p,
-                   a.seed, not a.no_ttl, tokenizer=tok, callback=show, stop_ids=(tok.eos_id,), graph=a.graph)
+    def show(_tok, piece): n[0] += 1; sys.stdout.write(piece); sys.stdout.flush()
+    try:
+        res = generate(model, tok.encode(a.prompt) if a.prompt else [], a.max_new_tokens, a.temperature, a.top_k, a.top_p,
+                       a.seed, not a.no_ttl, tokenizer=tok, callback=show, stop_ids=(tok.eos_id,), graph=a.graph,
+                       max_repeat=a.max_repeat or None)
+    except KeyboardInterrupt:
+        sys.stdout.write('\n'); sys.stdout.flush()
+        print(f'hm_generate: interrupted (Ctrl-C) after {n[0]} tokens; the text above is what was generated', file=sys.stderr)
+        return 130
     sys.stdout.write('\n')
     s = [x for x in res.surprise if not math.isnan(x)]
     if s: print(f'[{len(res.ids)} tokens; mean memory surprise {sum(s)/len(s):.3f}; ttl={"off" if a.no_ttl else "on"}]', file=sys.stderr)
@@ -179,34 +222,52 @@ def surprise_plot_png(prompt_s: list, gen_s: list, title: str = 'memory surprise
 
 class GenerationWidget:
     "Interactive generation with a memory that learns as it reads; display it as the last expression of a cell."
-    def __init__(self, model, tokenizer, prompt: str = 'def ', max_new_tokens: int = 200):
+    def __init__(self, model, tokenizer, prompt: str = 'def ', max_new_tokens: int = 200, **sampling):
         import ipywidgets as W
+        s = {**SAMPLING_DEFAULTS, **sampling}
+        check_sampling(s['temperature'], s['top_k'], s['top_p'])
+        fit = dict(style=dict(description_width='initial'))          # labels as wide as their text, never cut off
         self.model, self.tok, self.state, self._stop, self._thread = model, tokenizer, None, threading.Event(), None
         self.prompt = W.Textarea(value=prompt, placeholder='prompt', layout=W.Layout(width='98%', height='70px'))
-        self.max_tokens = W.IntSlider(value=max_new_tokens, min=1, max=2000, description='max tokens')
-        self.temperature = W.FloatSlider(value=0.8, min=0.0, max=2.0, step=0.05, description='temperature')
-        self.top_k = W.IntSlider(value=0, min=0, max=tokenizer.vocab_size, description='top-k (0 off)')
-        self.top_p = W.FloatSlider(value=0.95, min=0.05, max=1.0, step=0.05, description='top-p')
-        self.ttl = W.Checkbox(value=True, description='test-time learning (memory keeps writing)')
+        self.max_tokens = W.IntSlider(value=max_new_tokens, min=1, max=2000, description='max tokens', **fit)
+        self.temperature = W.FloatSlider(value=s['temperature'], min=0.0, max=2.0, step=0.05, description='temperature', **fit)
+        self.top_k = W.IntSlider(value=s['top_k'] or 0, min=0, max=tokenizer.vocab_size, description='top-k (0 off)', **fit)
+        self.top_p = W.FloatSlider(value=s['top_p'] or 1.0, min=0.05, max=1.0, step=0.05, description='top-p', **fit)
+        self.max_repeat = W.IntSlider(value=s['max_repeat'] or 0, min=0, max=200, description='max repeats (0 off)', **fit)
+        self.ttl = W.Checkbox(value=True, description='test-time learning (memory keeps writing)', indent=False,
+                              layout=W.Layout(width='auto'))
         self.gen_btn = W.Button(description='Generate', button_style='primary')
-        self.stop_btn = W.Button(description='Stop', button_style='warning')
+        self.stop_btn = W.Button(description='Stop', button_style='warning', disabled=True)
         self.reset_btn = W.Button(description='Reset memory')
         self.status = W.Label(value='memory: fresh')
         self.text = W.HTML(value='')
-        self.plot = W.Image(format='png')
+        self.plot = W.Image(format='png', layout=W.Layout(display='none'))    # shown once there is a plot
         self.gen_btn.on_click(lambda _: self.start())
         self.stop_btn.on_click(lambda _: self._stop.set())
         self.reset_btn.on_click(lambda _: self.reset())
-        self.ui = W.VBox([self.prompt, W.HBox([self.max_tokens, self.temperature]), W.HBox([self.top_k, self.top_p]),
+        self.ui = W.VBox([self.prompt, W.HBox([self.max_tokens, self.temperature]), W.HBox([self.top_k, self.top_p, self.max_repeat]),
                           self.ttl, W.HBox([self.gen_btn, self.stop_btn, self.reset_btn, self.status]), self.text, self.plot])
 
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.ui)
+    def __repr__(self):
+        read = 'fresh' if self.state is None else f'has read {self.state.pos} tokens'
+        return f'GenerationWidget({type(self.model).__name__}, memory {read})'
+
+    def _repr_mimebundle_(self, **kw):
+        "The widget view, with a one-line text form (what is saved for viewers without widgets, and what logs print)."
+        return {**self.ui._repr_mimebundle_(**kw), 'text/plain': repr(self)}
+
+    def _busy(self, on: bool):
+        "While generating: Generate and Reset off, Stop on (and the reverse after)."
+        self.gen_btn.disabled = self.reset_btn.disabled = on
+        self.stop_btn.disabled = not on
+
+    def _show_plot(self, png: bytes | None):
+        self.plot.value = png or b''
+        self.plot.layout.display = None if png else 'none'
 
     def reset(self):
-        "Forget what the memory learned (and the conversation so far)."
-        self.state = None; self.text.value = ''; self.status.value = 'memory: fresh'
+        "Forget what the memory learned (and the conversation so far); clear the text and the plot."
+        self.state = None; self.text.value = ''; self._show_plot(None); self.status.value = 'memory: fresh'
 
     def _render(self, toks, sur):
         from hypermnemosyne.memory import surprise_html
@@ -220,30 +281,59 @@ class GenerationWidget:
         ids = tok.encode(self.prompt.value)
         info, gen_ids, gen_s = {}, [], []
         pieces = [tok.decode([i]) for i in ids]
-        self.gen_btn.disabled = True; self.status.value = 'generating…'
+        self._busy(True); self.status.value = 'generating… (Generate and Reset are off until it ends; Stop ends it now)'
         try:
             stream = generate_stream(self.model, ids, self.max_tokens.value, self.temperature.value, k, self.top_p.value,
-                                     None, self.ttl.value, self.state, (tok.eos_id,), self._stop.is_set, info)
+                                     None, self.ttl.value, self.state, (tok.eos_id,), self._stop.is_set, info,
+                                     max_repeat=self.max_repeat.value or None)
             for i, (t, s) in enumerate(stream):
                 gen_ids.append(t); gen_s.append(s); pieces.append(tok.decode([t]))
                 if i % 4 == 0: self._render(pieces, info.get('prompt_surprise', []) + gen_s)
             self._render(pieces, info.get('prompt_surprise', []) + gen_s)
             self.state = info.get('state')
             p_s = info.get('prompt_surprise', [])
-            if any(not math.isnan(x) for x in p_s + gen_s): self.plot.value = surprise_plot_png(p_s, gen_s)
+            if any(not math.isnan(x) for x in p_s + gen_s): self._show_plot(surprise_plot_png(p_s, gen_s))
             n = self.state.pos if self.state is not None else 0
             self.status.value = f'done: {len(gen_ids)} tokens; memory has read {n} tokens' + ('' if self.ttl.value else ' (frozen)')
         except Exception as e:
             self.status.value = f'error: {e}'
             raise
         finally:
-            self.gen_btn.disabled = False
+            self._busy(False)
         return gen_ids
 
     def start(self):
         "Run `run` in a background thread so the kernel stays free (Stop interrupts it)."
         if self._thread is not None and self._thread.is_alive(): return
+        self._busy(True)                          # at once, so a second click cannot start a second run
         self._thread = threading.Thread(target=self.run, daemon=True); self._thread.start()
+
+# %% ../nbs/09_generate.ipynb #9b5d6e1b
+def readme_run_dir(start=None) -> Path:
+    """Where the README's main command (`hm_train --preset tiny --out runs/tiny`, run from the repository root) puts its
+    run: `runs/tiny` under the folder holding `settings.ini`, found by walking up from `start` (default: the current
+    directory). The environment variable `HM_RUN`, when set, overrides it."""
+    if os.environ.get('HM_RUN'): return Path(os.environ['HM_RUN'])
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / 'settings.ini').is_file(): return d / 'runs' / 'tiny'
+    raise FileNotFoundError(f'no settings.ini in {here} or any folder above it: run this inside the hypermnemosyne '
+                            'repository, or set HM_RUN to a run directory made by hm_train')
+
+# %% ../nbs/09_generate.ipynb #b600eb2d
+_PY_WORDS = frozenset(keyword.kwlist) | {'self', 'print', 'len', 'range', 'str', 'int'}
+
+def degenerate_reasons(text: str, max_share: float = 0.5, max_run: int = 40, min_keywords: int = 2) -> list[str]:
+    "Why `text` does not look like Python (an empty list when nothing is wrong)."
+    why = []
+    if not text: return ['empty']
+    ch, n = collections.Counter(text).most_common(1)[0]
+    if n / len(text) > max_share: why.append(f'{ch!r} is {n / len(text):.0%} of the text')
+    run = max(len(m.group(0)) for m in re.finditer(r'(.)\1*', text, re.S))
+    if run > max_run: why.append(f'one character repeats {run} times in a row')
+    kws = {w for w in re.findall(r'[A-Za-z_]\w*', text) if w in _PY_WORDS}
+    if len(kws) < min_keywords: why.append(f'{len(kws)} distinct Python keywords ({sorted(kws)})')
+    return why
 
 # %% ../nbs/09_generate.ipynb #ff30d347
 @torch.no_grad()
