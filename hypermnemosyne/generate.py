@@ -239,7 +239,7 @@ class GenerationWidget:
         self.gen_btn = W.Button(description='Generate', button_style='primary')
         self.stop_btn = W.Button(description='Stop', button_style='warning', disabled=True)
         self.reset_btn = W.Button(description='Reset memory')
-        self.status = W.Label(value='memory: fresh')
+        self.status = W.Label(value='memory: fresh', layout=W.Layout(width='auto'))
         self.text = W.HTML(value='')
         self.plot = W.Image(format='png', layout=W.Layout(display='none'))    # shown once there is a plot
         self.gen_btn.on_click(lambda _: self.start())
