@@ -35,9 +35,11 @@ def _free_port():
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 def _lab_settings(cfg: Path):
-    "No windowing: every cell stays in the page, so the widget can be found wherever it is."
-    p = cfg / 'lab' / 'user-settings' / '@jupyterlab' / 'notebook-extension' / 'tracker.jupyterlab-settings'
-    p.parent.mkdir(parents=True); p.write_text(json.dumps({'windowingMode': 'none'}))
+    "No windowing (every cell stays in the page, so the widget can be found wherever it is); no news pop-up in the screenshot."
+    for ext, name, value in (('notebook-extension', 'tracker', {'windowingMode': 'none'}),
+                             ('apputils-extension', 'notification', {'fetchNews': 'false', 'checkForUpdates': False})):
+        p = cfg / 'lab' / 'user-settings' / '@jupyterlab' / ext / f'{name}.jupyterlab-settings'
+        p.parent.mkdir(parents=True); p.write_text(json.dumps(value))
 
 @pytest.fixture
 def lab(tmp_path):
