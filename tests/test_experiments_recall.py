@@ -93,7 +93,26 @@ def test_verdicts_need_every_seed_and_enough_seeds():
 
 
 def test_runner_rejects_bad_arguments_with_one_line():
-    for args, word in ((['--mixers', 'lstm'], '--mixers'), (['--settings', '250:100'], '--settings'),
+    for args, word in ((['--mixers', 'lstm'], '--mixers'), (['--settings', '250:100'], '--settings'), (['--points', '256:16'], '--points'),
                        (['--widths', '48'], '--widths'), (['--settings', 'x'], '--settings')):
         r = runner(*args, '--out', '/tmp/never-written-recall', '--dry_run')
         assert r.returncode == 2 and word in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_points_select_runs_and_the_deadline_saves_a_partial_run(tmp_path):
+    dry = runner('--points', '256:16:128,512:64:256', '--mixers', 'attention', '--lrs', '1e-3,3e-3', '--out', str(tmp_path),
+                 '--dry_run')
+    assert dry.returncode == 0 and '4 runs, 0 already done' in dry.stdout
+    assert set(dry.stdout.split()[-4:]) == {f'attention_d{d}_L{L}_p{p}_lr{lr}_s0_n2000' for L, p, d in ((256, 16, 128), (512, 64, 256))
+                                            for lr in ('0.001', '0.003')}
+    late = runner('--mixers', 'attention', '--widths', '32', '--settings', '64:4', '--lrs', '1e-3', '--deadline', '1',
+                  '--out', str(tmp_path))
+    assert late.returncode == 0 and 'deadline: 1 runs not started' in late.stdout and not list(tmp_path.glob('*.json'))
+    spec = run_mod.run_specs(run_mod.parser().parse_args(['--mixers', 'attention', '--widths', '32', '--settings', '64:4',
+                             '--lrs', '1e-3', '--steps', '50', '--n_train', '64', '--n_test', '16', '--out', 'x']), 'cpu')[0]
+    out = tmp_path / 'set'; out.mkdir()
+    cut = runner('--out', str(out), '--_child', json.dumps(spec), '--_deadline_at', '0')     # deadline long past
+    assert cut.returncode == 0, cut.stderr[-2000:]
+    part = json.loads((out / (run_mod.run_name(spec) + '.partial.json')).read_text())
+    assert not part['complete'] and part['steps_done'] == 0 and part['curve'][-1]['eval_n'] == 16
+    assert analysis.load_results(tmp_path) == []                                       # a partial run is no result

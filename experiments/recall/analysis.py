@@ -29,6 +29,19 @@ def load_results(root) -> list[dict]:
     return out
 
 
+def load_partial(root) -> list[dict]:
+    "Runs a deadline cut short (`*.partial.json`): not results, but their curves show how far they got."
+    return [dict(json.loads(p.read_text()), set=p.parent.name) for p in sorted(Path(root).glob('*/*.partial.json'))]
+
+
+def partial_table(partial: list[dict]) -> str:
+    "Markdown table of the cut-short runs: steps done of steps planned and the test accuracy at the cut."
+    head = '| set | mixer | setting | d_model | lr | steps done | test acc at the cut |\n|---|---|---|---|---|---|---|'
+    rows = [f"| {r['set']} | {r['mixer']} | {r['seq']}/{r['pairs']} | {r['d_model']} | {r['lr']:g} | "
+            f"{r['steps_done']} of {r['steps']} | {r['test_acc']:.3f} |" for r in partial]
+    return '\n'.join([head, *rows])
+
+
 def _config(r) -> tuple:
     "What a run's seeds share apart from the seed (the best-lr choice is made among these)."
     return (r['lr'], r['steps'], r['batch_size'], r.get('n_train'), r.get('filler'), r.get('window'), r.get('mem_chunk'))

@@ -210,12 +210,14 @@ def train_run(spec: dict, deadline_at: float | None = None, log=None) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- provenance
 def commit() -> str:
-    "`git rev-parse HEAD` of this checkout, else $HM_COMMIT, else 'unknown'."
+    """$HM_COMMIT when set (a copied tree's .git can be stale: on the device machine it reported an old commit), else
+    `git rev-parse HEAD` of this checkout, else 'unknown'."""
+    if os.environ.get('HM_COMMIT'): return os.environ['HM_COMMIT']
     try:
         r = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True, timeout=10)
         if r.returncode == 0 and r.stdout.strip(): return r.stdout.strip()
     except (OSError, subprocess.SubprocessError): pass
-    return os.environ.get('HM_COMMIT', 'unknown')
+    return 'unknown'
 
 
 def gpu_name(device: str) -> str:
