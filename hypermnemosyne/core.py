@@ -135,6 +135,7 @@ def show_gpu_record(key: str, path=None):
         print('[no CUDA GPU here: cell skipped; no GPU output is recorded for this version of the cell]'); return
     print(f"[no CUDA GPU here: cell skipped; below, its output recorded on {rec.get('gpu') or 'an unrecorded GPU'}"
           f" at commit {rec.get('commit') or '?'} by `{rec.get('command') or '?'}`]")
+    if not rec.get('outputs'): print('(it printed nothing on the GPU: it ran to the end, so its assertions held)')
     from IPython.display import display
     for out in rec.get('outputs', []):
         if out.get('output_type') == 'stream': print(''.join(out.get('text', '')), end='')

@@ -2,9 +2,10 @@
 without a GPU shows them (see `show_gpu_record` in nbs/00_core.ipynb) instead of replacing them with a traceback.
 
     python tools/gpu_records.py add NB.ipynb [...] --gpu NAME --commit SHA --command CMD
-        file the outputs of NB's cuda cells (a notebook that ran on a GPU, e.g. with
-        `python tools/run_nb.py NB --flags cuda --only-flagged`) under each cell's source hash; cells whose output
-        holds an error are refused. On the GPU machine --gpu defaults to torch's device name.
+        file the outputs of NB's cuda cells (a notebook that ran on a GPU with
+        `python tools/run_nb.py NB --flags cuda --only-flagged --keep-going`, which runs every cell) under each cell's
+        source hash; cells whose output holds an error are refused, a cell with no output is recorded as having run
+        silently (its assertions held), and warnings lose the machine paths they print. On the GPU machine --gpu defaults to torch's device name.
     python tools/gpu_records.py merge OTHER.json      add the records of another records file (one from a GPU machine)
     python tools/gpu_records.py check                  exit 1 if a record's cell no longer exists (edited or removed)
     python tools/gpu_records.py prune                  drop those records
@@ -26,6 +27,21 @@ def _has_error(outs):
     text = ''.join(''.join(o.get('text', [])) for o in outs)
     return any(o.get('output_type') == 'error' for o in outs) or 'Traceback (most recent call last)' in text
 
+_WARN = re.compile(r'^\S+\.py:\d+: (\w*Warning: .*)$')
+
+def clean_outputs(outs):
+    "Outputs without execution counts and without the machine paths that library warnings print (the message is kept)."
+    res = []
+    for o in outs:
+        o = {k: v for k, v in o.items() if k not in ('execution_count', 'metadata')}
+        if o.get('output_type') == 'stream':
+            lines = ''.join(o.get('text', [])).splitlines(keepends=True)
+            lines = [_WARN.sub(r'\1', l) for l in lines if l.strip() != 'warnings.warn(']
+            if not ''.join(lines).strip(): continue
+            o['text'] = lines
+        res.append(o)
+    return res
+
 def load(path=RECORDS) -> dict:
     return json.loads(Path(path).read_text())['cells'] if Path(path).exists() else {}
 
@@ -43,9 +59,8 @@ def add(nb_paths, gpu, commit, command, date=None) -> int:
     for nb in nb_paths:
         for src, outs in cuda_cells(nb):
             head = src.strip().splitlines()[1][:70] if len(src.strip().splitlines()) > 1 else src[:70]
-            if not outs: print(f'{Path(nb).name}: no output, skipped: {head}'); continue
             if _has_error(outs): print(f'{Path(nb).name}: error output, refused: {head}'); bad = 1; continue
-            outs = [{k: v for k, v in o.items() if k not in ('execution_count', 'metadata')} for o in outs]
+            outs = clean_outputs(outs)     # empty: the cell ran and printed nothing (its assertions held)
             cells[cell_key(src)] = dict(notebook=Path(nb).name, source=src, outputs=outs, gpu=gpu, commit=commit,
                                         command=command, date=date or datetime.date.today().isoformat())
             print(f'{Path(nb).name}: recorded: {head}')
