@@ -39,26 +39,40 @@ def test_ci_builds_a_fresh_virtual_environment():
     assert '-m venv' in ci and 'source "$venv/bin/activate"' in ci, '.ci/run must install into a fresh venv, not the machine\'s Python'
     assert ci.index('-m venv') < ci.index(TEST_CMD)
 
+DIST_OF = {'IPython': 'ipython', 'PIL': 'pillow', 'yaml': 'pyyaml'}   # import name -> distribution name, where they differ
+OPTIONAL = {'titans_pytorch', 'mamba_ssm'}   # GPU peers: may only be imported inside a `try`
+
+def _imports(src):
+    "(module, inside_try) for each absolute import in `src` (cells' magics and directives dropped)."
+    import ast
+    src = '\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!', '#|')))
+    try: tree = ast.parse(src)
+    except SyntaxError: return []
+    guarded = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for b in t.body for n in ast.walk(b)}
+    out = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import): out += [(a.name.split('.')[0], id(n) in guarded) for a in n.names]
+        elif isinstance(n, ast.ImportFrom) and n.level == 0 and n.module: out.append((n.module.split('.')[0], id(n) in guarded))
+    return out
+
 def test_every_test_dependency_is_declared():
-    "Imports of the notebooks and tests that are not in the standard library must be declared in settings.ini."
-    import ast, configparser
+    "Imports of the package, notebooks, tests and tools outside the standard library are declared in settings.ini."
+    import configparser
     cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini')
     declared = ' '.join(cfg['DEFAULT'][k] for k in ('requirements', 'dev_requirements'))
     names = {re.split(r"[<>=;' ]", t.strip("'"))[0].lower().replace('-', '_') for t in declared.split()}
-    provided = {'nbformat', 'ipython', 'ipykernel', 'PIL', 'huggingface_hub', 'IPython', 'pytest', 'execnb', 'nbdev'}  # installed by a declared package
-    srcs = [c['source'] for nb in (ROOT/'nbs').glob('*.ipynb') for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
-    srcs = [''.join(s) for s in srcs] + [p.read_text() for p in (ROOT/'tests').glob('*.py')]
-    used = set()
-    for s in srcs:
-        s = '\n'.join(l for l in s.splitlines() if not l.lstrip().startswith(('%', '!', '#|')))
-        try: tree = ast.parse(s)
-        except SyntaxError: continue
-        for n in ast.walk(tree):
-            if isinstance(n, ast.Import): used |= {a.name.split('.')[0] for a in n.names}
-            elif isinstance(n, ast.ImportFrom) and n.level == 0 and n.module: used.add(n.module.split('.')[0])
-    third = {u for u in used if u not in sys.stdlib_module_names and u not in ('hypermnemosyne', 'tools', 'gpu_records', 'titans_pytorch', 'mamba_ssm')}
-    missing = sorted(u for u in third if u.lower() not in names and u not in provided)
-    assert not missing, f'imported but not declared in settings.ini: {missing}'
+    srcs = [(nb.name, ''.join(c['source'])) for nb in (ROOT/'nbs').glob('*.ipynb') for c in json.loads(nb.read_text())['cells']
+            if c['cell_type'] == 'code']
+    srcs += [(str(p.relative_to(ROOT)), p.read_text()) for d in ('tests', 'tools', 'experiments') for p in (ROOT/d).rglob('*.py')]
+    local = {'hypermnemosyne', 'tools', 'gpu_records', 'gpu_merge', 'run', 'analysis', 'bench', 'nb_edit'}
+    problems = set()
+    for where, src in srcs:
+        for mod, in_try in _imports(src):
+            if mod in sys.stdlib_module_names or mod in local: continue
+            if mod in OPTIONAL:
+                if not in_try: problems.add(f'{mod} (optional, imported outside a try in {where})')
+            elif DIST_OF.get(mod, mod).lower() not in names: problems.add(f'{mod} (in {where})')
+    assert not problems, f'imported but not declared in settings.ini: {sorted(problems)}'
 
 def test_jupyter_save_hook_cleans_notebooks():
     "With `nbdev_install_hooks`, JupyterLab's save runs nbdev's clean_jupyter: it must act for this repository (jupyter_hooks)."

@@ -17,15 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT/'nbs'/'gpu_records.json'
 sys.path.insert(0, str(ROOT))
 from hypermnemosyne.core import cell_key, is_cuda_cell   # noqa: E402  (one definition of the key and of a cuda cell)
+sys.path.insert(0, str(ROOT/'tools'))
+from gpu_merge import _src, _has_error                   # noqa: E402
 
 ABOUT = ('Outputs of the `#| cuda` cells, filed under a hash of each cell\'s source; shown on machines without a GPU. '
          'Written by tools/gpu_records.py; do not edit by hand.')
 
-def _src(c): return ''.join(c['source']) if isinstance(c['source'], list) else c['source']
-
-def _has_error(outs):
-    text = ''.join(''.join(o.get('text', [])) for o in outs)
-    return any(o.get('output_type') == 'error' for o in outs) or 'Traceback (most recent call last)' in text
 
 _WARN = re.compile(r'^\S+\.py:\d+: (\w*Warning: .*)$')
 

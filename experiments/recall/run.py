@@ -245,20 +245,19 @@ def _list(kind, s):
     except ValueError: raise argparse.ArgumentTypeError(f'expected a comma-separated list of {kind.__name__}, got {s!r}')
 
 
-def _settings(s):
-    try: out = [tuple(int(a) for a in v.split(':')) for v in s.split(',') if v.strip()]
-    except ValueError: out = None
-    if not out or any(len(t) != 2 for t in out):
-        raise argparse.ArgumentTypeError(f'expected seq:pairs[,seq:pairs...] such as 256:16,512:64, got {s!r}')
-    return out
+def _int_tuples(n, example):
+    "An argparse type: a comma list of `n` colon-separated integers each, such as `example`."
+    def parse(s):
+        try: out = [tuple(int(a) for a in v.split(':')) for v in s.split(',') if v.strip()]
+        except ValueError: out = None
+        if not out or any(len(t) != n for t in out):
+            raise argparse.ArgumentTypeError(f'expected a comma list like {example}, got {s!r}')
+        return out
+    return parse
 
 
-def _points(s):
-    try: out = [tuple(int(a) for a in v.split(':')) for v in s.split(',') if v.strip()]
-    except ValueError: out = None
-    if not out or any(len(t) != 3 for t in out):
-        raise argparse.ArgumentTypeError(f'expected seq:pairs:d_model[,...] such as 256:16:128,512:64:256, got {s!r}')
-    return out
+_settings = _int_tuples(2, '256:16,512:64 (seq:pairs)')
+_points = _int_tuples(3, '256:16:128,512:64:256 (seq:pairs:d_model)')
 
 
 def parser():
