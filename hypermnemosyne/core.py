@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #64eabda4
 from __future__ import annotations
-import os, json, time, hashlib, statistics, contextlib, importlib.util
+import os, io, sys, json, time, argparse, hashlib, statistics, contextlib, importlib.util
 from pathlib import Path
 import torch
 
 # %% auto #0
 __all__ = ['GPU_RECORDS', 'get_device', 'autocast_ctx', 'triton_available', 'time_fn', 'device_name', 'format_table',
-           'print_table', 'default_threads', 'set_threads', 'cell_key', 'is_cuda_cell', 'load_gpu_records',
-           'show_gpu_record', 'cuda_cell_guard', 'install_cuda_cell_guard']
+           'print_table', 'CliError', 'one_line', 'run_cli', 'default_threads', 'set_threads', 'cell_key',
+           'is_cuda_cell', 'load_gpu_records', 'show_gpu_record', 'cuda_cell_guard', 'install_cuda_cell_guard']
 
 # %% ../nbs/00_core.ipynb #e18f366c
 def get_device(device=None) -> torch.device:
@@ -76,6 +76,25 @@ def format_table(rows: list[dict], cols: list[str] | None = None, floatfmt: str 
 def print_table(rows: list[dict], cols: list[str] | None = None, floatfmt: str = '.3g'):
     "Print `format_table(rows, cols)`."
     print(format_table(rows, cols, floatfmt))
+
+# %% ../nbs/00_core.ipynb #2fad3cde
+class CliError(Exception):
+    "A failure a console script reports as one line on stderr, exiting with `code` (2: bad input)."
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message); self.code = code
+
+def one_line(e: BaseException) -> str:
+    "An exception's message on one line (tracebacks and wrapped messages flattened)."
+    return ' '.join(str(e).split())
+
+def run_cli(parser: argparse.ArgumentParser, main, argv=None) -> int:
+    """Parse `argv` with `parser` and return `main(args)`'s exit status; a `ValueError` or `CliError` becomes one line
+    `prog: error: ...` on stderr (status 2 or the error's code), Ctrl-C returns 130."""
+    args = parser.parse_args(argv)
+    try: return int(main(args) or 0)
+    except CliError as e: print(f'{parser.prog}: error: {one_line(e)}', file=sys.stderr); return e.code
+    except ValueError as e: print(f'{parser.prog}: error: {one_line(e)}', file=sys.stderr); return 2
+    except KeyboardInterrupt: print(f'{parser.prog}: interrupted', file=sys.stderr); return 130
 
 # %% ../nbs/00_core.ipynb #9b7a3b71
 def default_threads(cores: int | None = None) -> int:

@@ -17,7 +17,7 @@ def test_readme_is_current():
     assert r.returncode == 0, r.stdout
 
 def test_notebooks_small_and_clean():
-    for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
+    for nb in sorted((ROOT/'nbs').rglob('*.ipynb')):
         assert nb.stat().st_size < 2_000_000, f'{nb.name} is over 2 MB'
         js = json.loads(nb.read_text())
         for c in js['cells']:
@@ -61,7 +61,7 @@ def test_every_test_dependency_is_declared():
     cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini')
     declared = ' '.join(cfg['DEFAULT'][k] for k in ('requirements', 'dev_requirements'))
     names = {re.split(r"[<>=;' ]", t.strip("'"))[0].lower().replace('-', '_') for t in declared.split()}
-    srcs = [(nb.name, ''.join(c['source'])) for nb in (ROOT/'nbs').glob('*.ipynb') for c in json.loads(nb.read_text())['cells']
+    srcs = [(nb.name, ''.join(c['source'])) for nb in (ROOT/'nbs').rglob('*.ipynb') for c in json.loads(nb.read_text())['cells']
             if c['cell_type'] == 'code']
     srcs += [(str(p.relative_to(ROOT)), p.read_text()) for d in ('tests', 'tools', 'experiments') for p in (ROOT/d).rglob('*.py')]
     local = {'hypermnemosyne', 'tools', 'gpu_records', 'gpu_merge', 'run', 'analysis', 'bench', 'nb_edit'}
@@ -86,7 +86,7 @@ def test_jupyter_save_hook_cleans_notebooks():
 def test_saved_outputs_hold_no_machine_paths():
     "Absolute paths of the machine that ran a notebook (home, site-packages, temp dirs) do not belong in saved outputs."
     pat = re.compile(r'(/root/|/home/\w+/|site-packages|/tmp/tmp\w+|/work/)')
-    for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
+    for nb in sorted((ROOT/'nbs').rglob('*.ipynb')):
         for i, c in enumerate(json.loads(nb.read_text())['cells']):
             for o in c.get('outputs', []):
                 text = ''.join(o.get('text', [])) + ''.join(o.get('data', {}).get('text/plain', []))

@@ -11,7 +11,7 @@ ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'PYTHONHASH
 COMMON = ['--preset', 'tiny', '--batch_size', '2', '--seq_len', '32', '--warmup', '5', '--eval_batches', '1', '--no-progress',
           '--device', 'cpu', '--max_corpus_mb', '0.5']
 # hm_train with every optimizer step slowed down, so that a second process can meet it while it runs
-SLOW = ("import sys, time, hypermnemosyne.train as T; f = T.lr_factor; "
+SLOW = ("import sys, time, hypermnemosyne.train.loop as T; f = T.lr_factor; "
         "T.lr_factor = lambda *a, **k: (time.sleep(float(sys.argv[1])), f(*a, **k))[1]; sys.exit(T.hm_train(sys.argv[2:]))")
 
 def run(*args, timeout=240):

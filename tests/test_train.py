@@ -1,6 +1,6 @@
 """Integration tests of `hm_train` that need separate processes: the CLI end to end, kill-and-resume (SIGKILL, SIGINT),
 bad input through the CLI, and `torchrun` DDP with 2 CPU processes (gloo). Small settings: the whole file runs in
-well under 3 minutes on 2 cores. The notebook nbs/08_train.ipynb holds the fast in-process tests."""
+well under 3 minutes on 2 cores. The notebook nbs/11_train.ipynb holds the fast in-process tests."""
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
@@ -12,7 +12,7 @@ SMALL = ['--preset', 'tiny', '--batch_size', '2', '--seq_len', '32', '--warmup',
          '--max_corpus_mb', '0.5', '--no-progress']
 # hm_train with every optimizer step slowed down (lr_factor is looked up at each step), so that a signal can be
 # delivered while it runs; everything else is the real console-script path.
-SLOW = ("import sys, time, hypermnemosyne.train as T; f = T.lr_factor; "
+SLOW = ("import sys, time, hypermnemosyne.train.loop as T; f = T.lr_factor; "
         "T.lr_factor = lambda *a, **k: (time.sleep(float(sys.argv[1])), f(*a, **k))[1]; sys.exit(T.hm_train(sys.argv[2:]))")
 
 def hm_train(*args, timeout=240):
@@ -48,7 +48,7 @@ def test_cli_end_to_end_and_bad_input(tmp_path):
     summ = json.loads((run / 'summary.json').read_text())
     assert summ['status'] == 'completed' and summ['step'] == 4
     # load_run gives a working model with the tokenizer
-    code = ("import sys, torch; from hypermnemosyne.train import load_run; m, tok, c = load_run(sys.argv[1]); "
+    code = ("import sys, torch; from hypermnemosyne.train.loop import load_run; m, tok, c = load_run(sys.argv[1]); "
             "ids = torch.tensor([tok.encode('def f(x):')]); out = m(ids); "
             "assert out.logits.shape == (1, ids.shape[1], c.vocab_size), out.logits.shape; print('ok')")
     r2 = subprocess.run([sys.executable, '-c', code, str(run)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)

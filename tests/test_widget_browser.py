@@ -1,4 +1,4 @@
-"""Run All of `nbs/09_generate.ipynb` in a real browser, on the run the README's main command trains, then the widget.
+"""Run All of `nbs/12_generate.ipynb` in a real browser, on the run the README's main command trains, then the widget.
 
 The test follows the README: it reads the first bash block holding `hm_train`, drops its `pip install` part, runs the
 rest in a temporary folder (it trains the `tiny` run into `runs/tiny` and prints a sample), and points `HM_RUN` at that
@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
-NB = '09_generate.ipynb'
+NB = '12_generate.ipynb'
 PROMPT = 'def greet(name):'
 
 def readme_command() -> str:

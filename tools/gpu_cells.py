@@ -1,6 +1,6 @@
 """Run only the `#| cuda` cells of a notebook, after importing its exported module, without its CPU cells (those are
 covered by CI). Used on the GPU machine when a notebook's CPU cells would eat the time one device call has:
-    python tools/gpu_cells.py nbs/08_train.ipynb hypermnemosyne.train [--write]
+    python tools/gpu_cells.py nbs/11_train.ipynb hypermnemosyne.train.loop [--write]
 Prints each cell's output; exits non-zero if any cell raised. With --write, each cell's printed output (and the
 traceback of a cell that raised) is saved into the notebook as that cell's output, like a notebook run would; every
 other cell is left as it was."""

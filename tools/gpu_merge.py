@@ -1,5 +1,5 @@
 """Copy the outputs of `#| cuda` cells from a notebook that came back from the GPU machine into the local one.
-    python tools/gpu_merge.py /tmp/r1/nbs/09_generate.ipynb nbs/09_generate.ipynb [--keep-errors]
+    python tools/gpu_merge.py /tmp/r1/nbs/12_generate.ipynb nbs/12_generate.ipynb [--keep-errors]
 A cell is matched by its exact source, so a cell edited here since the GPU run keeps its old output (reported as
 unmatched) instead of receiving output that another source produced. Outputs holding an error (a traceback) are not
 copied unless --keep-errors. Every other cell of the local notebook is left untouched. Prints what it did; exits 1 if

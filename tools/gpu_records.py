@@ -67,7 +67,7 @@ def add(nb_paths, gpu, commit, command, date=None) -> int:
 def stale(cells=None) -> list:
     "Keys of records whose cell is no longer in its notebook (edited or removed)."
     cells = load() if cells is None else cells
-    live = {cell_key(s) for nb in (ROOT/'nbs').glob('*.ipynb') for s, _ in cuda_cells(nb)}
+    live = {cell_key(s) for nb in (ROOT/'nbs').rglob('*.ipynb') for s, _ in cuda_cells(nb)}
     return [k for k in cells if k not in live]
 
 def main(argv=None):

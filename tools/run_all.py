@@ -2,7 +2,7 @@
 ones show their recorded GPU output when there is no GPU), stopping at the first error. Prints one line per
 notebook with its wall time; exits 1 if any notebook raised.
 
-    python tools/run_all.py nbs/01_mhc.ipynb [more.ipynb ...] [--write] [--timeout S]
+    python tools/run_all.py nbs/02_mhc.ipynb [more.ipynb ...] [--write] [--timeout S]
 --write saves the executed notebook back (outputs included, then nbdev_clean), as JupyterLab's save would; without it
 the files are left untouched. --timeout is per cell (default 1800 s)."""
 import argparse, subprocess, sys, time

@@ -1,7 +1,7 @@
 """Execute notebooks in place, keeping outputs, skipping cells whose flags (settings.ini `tst_flags`) are not asked for.
 
 This is how the committed outputs (plots, tables) are produced; nbdev_test runs the same cells with IN_TEST=1.
-Usage: python tools/run_nb.py nbs/00_sinkhorn.ipynb [more.ipynb ...] [--flags "cuda slow"] [--only-flagged]
+Usage: python tools/run_nb.py nbs/01_sinkhorn.ipynb [more.ipynb ...] [--flags "cuda slow"] [--only-flagged]
 --only-flagged runs every unflagged cell but writes back only the outputs of the flagged cells it ran
 (used on the GPU machine, so CPU-made plots stay as they were and GPU tables are filled in).
 --keep-going records a failing cell's error in its output and goes on (used on the GPU machine to see every failure).

@@ -1,5 +1,5 @@
 """Reading the recall sweep's JSONs: best learning rate per point, the table, Zoology's figure and the issue-16 verdicts.
-Used by `nbs/12_recall.ipynb` and by the CPU miniature test (one copy of the verdict code)."""
+Used by `nbs/15_recall.ipynb` and by the CPU miniature test (one copy of the verdict code)."""
 from __future__ import annotations
 import json
 from collections import defaultdict

@@ -82,8 +82,8 @@ def build_model(mixer: str, d_model: int, vocab: int = VOCAB, n_layers: int = 2,
     "The recall model: embedding, `n_layers` pre-norm residual blocks (no MLP), final RMSNorm, tied LM head."
     import torch
     from torch import nn
-    from hypermnemosyne.ssd import Mamba2Mixer, AttentionMixer
-    from hypermnemosyne.memory import MemoryLayer
+    from hypermnemosyne.layers.ssd import Mamba2Mixer, AttentionMixer
+    from hypermnemosyne.layers.memory import MemoryLayer
     if mixer not in MIXERS: raise ValueError(f'unknown mixer {mixer!r}; use one of {", ".join(MIXERS)}')
 
     class Block(nn.Module):
