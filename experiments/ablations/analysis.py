@@ -318,3 +318,17 @@ def plot_task_loss(sets: dict):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def diagnostics(rs: list[dict]) -> list[dict]:
+    """Per arm of one set (mean ± spread over finished seeds): largest composite backward gain, largest training-loss
+    spike and gradient norm, the JEPA collapse monitor at the first and last step, and for the memory question the
+    mean task accuracy with test-time learning on and off and how far the switch moves the logits."""
+    keys = ('composite_gain', 'loss_spike', 'max_grad_norm', 'collapse_first', 'collapse_last', 'tasks_ttl_on',
+            'tasks_ttl_off', 'ttl_logit_diff')
+    rows = []
+    for arm in [a for a in ARMS if any(r.get('arm') == a for r in rs)]:
+        vals = {k: arm_metric(rs, arm, METRICS[k]) for k in keys}
+        rows.append(dict(arm=arm, seeds=status_counts(rs, arm),
+                         **{k: f'{m:.3g} ± {s:.2g}' if m is not None else '' for k, (m, s, _) in vals.items()}))
+    return rows
