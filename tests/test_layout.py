@@ -26,8 +26,9 @@ def test_functions_are_short():
     assert not long, f'functions over {MAX_FUNC} lines:\n' + '\n'.join(long)
 
 def test_lines_are_short():
+    "nbdev's own `__all__ = [...]` line is exempt: it wraps the names at 120 without counting its prefix."
     wide = [f'{p.relative_to(ROOT)}:{i} ({len(l)} chars)' for p in _modules()
-            for i, l in enumerate(p.read_text().splitlines(), 1) if len(l) > MAX_LINE]
+            for i, l in enumerate(p.read_text().splitlines(), 1) if len(l) > MAX_LINE and not l.startswith('__all__ = ')]
     assert not wide, f'lines over {MAX_LINE} characters:\n' + '\n'.join(wide)
 
 def test_imports_at_the_top():
