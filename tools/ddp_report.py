@@ -1,5 +1,6 @@
 """Throughput scaling of DDP from two hm_train run dirs: python tools/ddp_report.py ONE_GPU_DIR TWO_GPU_DIR.
-tokens/s in metrics.jsonl is global (batch x seq x accum x world per step); the median skips the first 5 steps (warm-up)."""
+tokens/s in metrics.jsonl is global (batch x seq x accum x world per step); the median skips the first 5 steps
+(warm-up)."""
 import json, statistics, sys
 from pathlib import Path
 

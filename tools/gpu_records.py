@@ -3,26 +3,33 @@ without a GPU shows them (see `show_gpu_record` in nbs/00_core.ipynb) instead of
 
     python tools/gpu_records.py add NB.ipynb [...] --gpu NAME --commit SHA --command CMD
         file the outputs of NB's cuda cells (a notebook that ran on a GPU with
-        `python tools/run_nb.py NB --flags cuda --only-flagged --keep-going`, which runs every cell) under each cell's
-        source hash; cells whose output holds an error are refused, a cell with no output is recorded as having run
-        silently (its assertions held), and warnings lose the machine paths they print. On the GPU machine --gpu defaults to torch's device name.
+        `python tools/run_nb.py NB --flags cuda --only-flagged --keep-going`, which runs every cell) under each
+        cell's source hash; cells whose output holds an error are refused, a cell with no output is recorded as having
+        run silently (its assertions held), and warnings lose the machine paths they print. On the GPU machine --gpu
+        defaults to torch's device name. `bash tools/gpu_run.sh cells NB...` does both steps.
     python tools/gpu_records.py merge OTHER.json      add the records of another records file (one from a GPU machine)
     python tools/gpu_records.py check                  exit 1 if a record's cell no longer exists (edited or removed)
     python tools/gpu_records.py prune                  drop those records
 A record: notebook, source, outputs (nbformat outputs), gpu, commit, command, date."""
 import argparse, datetime, json, re, sys
 from pathlib import Path
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT/'nbs'/'gpu_records.json'
 sys.path.insert(0, str(ROOT))
 from hypermnemosyne.core import cell_key, is_cuda_cell   # noqa: E402  (one definition of the key and of a cuda cell)
-sys.path.insert(0, str(ROOT/'tools'))
-from gpu_merge import _src, _has_error                   # noqa: E402
 
 ABOUT = ('Outputs of the `#| cuda` cells, filed under a hash of each cell\'s source; shown on machines without a GPU. '
          'Written by tools/gpu_records.py; do not edit by hand.')
 
+
+def _src(cell) -> str: return ''.join(cell['source'])
+
+def _has_error(outs) -> bool:
+    "Does a cell's output hold an error (an error output, or a traceback printed to a stream)?"
+    text = ''.join(''.join(o.get('text', [])) for o in outs)
+    return any(o.get('output_type') == 'error' for o in outs) or 'Traceback (most recent call last)' in text
 
 _WARN = re.compile(r'^\S+\.py:\d+: (\w*Warning: .*)$')
 
@@ -80,7 +87,6 @@ def main(argv=None):
         if not a.paths: ap.error('add needs at least one notebook')
         gpu = a.gpu
         if gpu is None:
-            import torch
             if not torch.cuda.is_available(): ap.error('--gpu NAME is required off a GPU machine')
             gpu = torch.cuda.get_device_name()
         return add(a.paths, gpu, a.commit, a.command)

@@ -13,7 +13,8 @@ venv="$tmp/venv"
 python3 -m venv --system-site-packages "$venv"
 py="$venv/bin/python"
 "$py" -m pip install -q wheel setuptools packaging
-"$py" -c 'import torch' 2>/dev/null || "$py" -m pip install -q "${TORCH:-torch}" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
+"$py" -c 'import torch' 2>/dev/null ||
+  "$py" -m pip install -q "${TORCH:-torch}" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
 plat=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any)
 "$py" -m pip download -q "${plat[@]}" -d "$tmp/dl" "nbdev==2.4.14" "fastcore<2" "execnb<0.2" ipython datasets ipywidgets
@@ -29,5 +30,6 @@ MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE "$py" -m pip wheel -q --no-dep
   assoc-scan==0.0.6 axial-positional-embedding==0.3.12 einx==0.4.3 frozendict==2.5.1 hyper-connections==0.4.11 \
   loguru==0.7.3 pyvers==0.2.3 rotary-embedding-torch==0.9.1 tensordict==0.15.3 torch-einops-utils==0.2.0 \
   x-transformers==2.31.10
-ls .whl | grep -q '^mamba_ssm-.*-none-any\.whl$' || { echo 'mamba-ssm did not build as a pure-Python wheel' >&2; exit 1; }
+ls .whl | grep -q '^mamba_ssm-.*-none-any\.whl$' ||
+  { echo 'mamba-ssm did not build as a pure-Python wheel' >&2; exit 1; }
 du -sh .whl

@@ -1,7 +1,8 @@
-"""Small edits to notebooks that hold outputs a CPU cannot remake (GPU tables), so they cannot be regenerated from drafts:
+"""Small scripted edits to notebooks, outputs kept (for notebooks whose outputs took long to make):
     insert_after(nb, marker, source, cell_type='code'): add a cell after the first cell whose source contains `marker`
     replace(nb, old, new): replace text in the one cell that contains `old` (outputs kept)
-    patch(nb, draft, pairs) / patch_md(nb, draft, pairs): the same replacements in a notebook and its draft (code / markdown)
+    patch(nb, draft, pairs) / patch_md(nb, draft, pairs): the same replacements in a notebook and its draft
+        (code / markdown)
 Used from Python: `from tools.nb_edit import insert_after, replace` (run from the repository root)."""
 import json, uuid
 from pathlib import Path
@@ -28,13 +29,15 @@ def replace(path, old, new):
 
 def patch(nb_path, draft_path, pairs, markdown=False):
     """Apply (old, new) replacements to a notebook's cells and to its percent-format draft (if it exists), so the
-    two stay in step. Each `old` must occur in exactly one cell (and once in the draft); nothing is written unless all do.
+    two stay in step. Each `old` must occur in exactly one cell (and once in the draft); nothing is written unless all
+    do.
     `markdown=True`: only markdown cells match, and the draft holds the text as comment lines (`_as_comment`)."""
     nb, d = _load(nb_path), Path(draft_path)
     s = d.read_text() if d.exists() else None
     conv = _as_comment if markdown else (lambda t: t)
     for old, new in pairs:
-        hits = [c for c in nb['cells'] if (not markdown or c['cell_type'] == 'markdown') and old in ''.join(c['source'])]
+        hits = [c for c in nb['cells']
+                if (not markdown or c['cell_type'] == 'markdown') and old in ''.join(c['source'])]
         if len(hits) != 1: raise ValueError(f'{nb_path}: {old[:60]!r} found in {len(hits)} cells, need exactly 1')
         hits[0]['source'] = ''.join(hits[0]['source']).replace(old, new).splitlines(keepends=True)
         if s is not None:
@@ -47,11 +50,12 @@ def patch(nb_path, draft_path, pairs, markdown=False):
 def patch_md(nb_path, draft_path, pairs): return patch(nb_path, draft_path, pairs, markdown=True)
 
 def move_after(path, marker, after_marker):
-    "Move the one cell whose source contains `marker` (outputs kept) to just after the one cell containing `after_marker`."
+    "Move the one cell containing `marker` (outputs kept) to just after the one cell containing `after_marker`."
     nb = _load(path)
     find = lambda m: [i for i, c in enumerate(nb['cells']) if m in ''.join(c['source'])]
     a, b = find(marker), find(after_marker)
-    if len(a) != 1 or len(b) != 1: raise ValueError(f'{path}: markers found in {len(a)} and {len(b)} cells, need exactly 1 each')
+    if len(a) != 1 or len(b) != 1:
+        raise ValueError(f'{path}: markers found in {len(a)} and {len(b)} cells, need exactly 1 each')
     cell = nb['cells'].pop(a[0])
     nb['cells'].insert(find(after_marker)[0] + 1, cell); _save(path, nb)
 

@@ -14,7 +14,9 @@ def run_one(path: Path, write: bool, timeout: int) -> tuple[float, str | None]:
     from nbclient.exceptions import CellExecutionError
     nb = nbformat.read(path, as_version=4)
     t, err = time.perf_counter(), None
-    try: NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}}).execute()
+    client = NotebookClient(nb, timeout=timeout, kernel_name='python3',
+                            resources={'metadata': {'path': str(path.parent)}})
+    try: client.execute()
     except CellExecutionError as e: err = str(e).strip().splitlines()[-1][:300]
     dt = time.perf_counter() - t
     if write and err is None:

@@ -19,7 +19,8 @@ def tst_flags():
     return set(cfg['DEFAULT'].get('tst_flags', '').split())
 
 def directives(src):
-    return {l.strip()[2:].strip().split()[0] for l in src.splitlines() if l.strip().startswith('#|') and l.strip()[2:].strip()}
+    heads = [l.strip()[2:].strip() for l in src.splitlines() if l.strip().startswith('#|')]
+    return {h.split()[0] for h in heads if h}
 
 def run(path, flags=(), only_flagged=False, keep_going=False):
     path = Path(path).resolve()
@@ -31,7 +32,8 @@ def run(path, flags=(), only_flagged=False, keep_going=False):
         return bool(directives(cell.source) & skip)
     keep = {}
     if only_flagged:
-        keep = {i: c.get('outputs', []) for i, c in enumerate(nb.cells) if c.cell_type == 'code' and not (directives(c.source) & set(flags))}
+        keep = {i: c.get('outputs', []) for i, c in enumerate(nb.cells)
+                if c.cell_type == 'code' and not (directives(c.source) & set(flags))}
     shell = CaptureShell(path)
     t = time.time()
     cwd = os.getcwd(); os.chdir(path.parent)
@@ -39,7 +41,8 @@ def run(path, flags=(), only_flagged=False, keep_going=False):
     except Exception:
         sys.stderr.write(shell.prettytb(fname=path) + '\n'); return 1
     finally: os.chdir(cwd)
-    errors = [i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+    errors = [i for i, c in enumerate(nb.cells)
+              if c.cell_type == 'code' and any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
     for i in errors:
         err = next(o for o in nb.cells[i]['outputs'] if o.get('output_type') == 'error')
         print(f'{path.name}: cell {i} failed: {err.get("ename")}: {str(err.get("evalue"))[:300]}')

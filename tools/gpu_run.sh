@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Reproduce the recorded GPU numbers on a GPU machine (tools/README.md): bash tools/gpu_run.sh STAGE [NOTEBOOK ...]
+#   cells NB...  run the `#| cuda` cells of the notebooks (tools/run_nb.py) and file their outputs in
+#                nbs/gpu_records.json (tools/gpu_records.py add), copied to $OUT/gpu_records.json
+#   bench        the hm_bench table -> $OUT/bench.json
+#   ablations    the GPU ablation study (GPU_COMMAND of experiments/ablations/run.py; SEEDS=1 for seed 1)
+#   memtask      the memory question with the long task phase (GPU_TASK_COMMAND) -> $OUT/ablations-*.tgz
+#   ddp          tokens/s of `small` on 1 GPU and on 2 GPUs (torchrun, nccl; needs 2 GPUs) -> $OUT/ddp.txt
+# Outputs go to $OUT (default $TMPDIR/gpu-out); COMMIT names the commit the records are filed under (default: git's
+# HEAD; a copy of the tree without .git needs it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-${TMPDIR:-/tmp}/gpu-out}; mkdir -p "$OUT"; echo "outputs: $OUT"
+COMMIT=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+[ -d .whl ] && source tools/gpu_setup.sh
+study() {  # study COMMAND NAME: run an ablation command, pack its result folder
+  local dir; dir=$(python3 -c 'import shlex, sys; a = shlex.split(sys.argv[1]); print(a[a.index("--out") + 1])' "$1")
+  echo "$1"; $1 2>&1 | tee "$OUT/$2.log" | tail -40
+  tar czf "$OUT/$2.tgz" "$dir"
+}
+command_of() { python3 -c "import runpy; print(runpy.run_path('experiments/ablations/run.py')['$1'])"; }
+stage=${1:?usage: bash tools/gpu_run.sh cells NB... | bench | ablations | memtask | ddp}; shift
+case $stage in
+cells)
+  [ $# -gt 0 ] || { echo 'cells: name the notebooks, e.g. nbs/02_mhc.ipynb' >&2; exit 2; }
+  for nb in "$@"; do
+    python3 tools/run_nb.py "$nb" --flags cuda --only-flagged --keep-going | tee -a "$OUT/cells.log"
+  done
+  python3 tools/gpu_records.py add "$@" --commit "$COMMIT" \
+    --command 'python tools/run_nb.py NB --flags cuda --only-flagged --keep-going'
+  cp nbs/gpu_records.json "$OUT/gpu_records.json" ;;
+bench)
+  python3 -c 'import sys; from hypermnemosyne import hm_bench; sys.exit(hm_bench())' --out "$OUT/bench.json" \
+    2>&1 | tee "$OUT/bench.log" | tail -80 ;;
+ablations)
+  cmd=$(command_of GPU_COMMAND); study "${cmd/--seeds 0 /--seeds ${SEEDS:-0} }" ablations-gpu-small ;;
+memtask)
+  study "$(command_of GPU_TASK_COMMAND)" ablations-gpu-small-task400 ;;
+ddp)
+  nvidia-smi -L
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  printf 'import sys\nfrom hypermnemosyne import hm_train\nsys.exit(hm_train())\n' > "$tmp/hm_train.py"
+  S="--preset small --no-progress --steps 40 --warmup 3 --eval_every 0 --eval_batches 2 --ckpt_every 0 --batch_size 8
+     --seq_len 1024"
+  { echo "== small, 1 GPU"; python3 "$tmp/hm_train.py" $S --out "$tmp/one"
+    echo "== small, 2 GPUs (DDP, nccl)"; torchrun --standalone --nproc_per_node 2 "$tmp/hm_train.py" $S --out "$tmp/two"
+    python3 tools/ddp_report.py "$tmp/one" "$tmp/two"; } 2>&1 | tee "$OUT/ddp.txt" | tail -40 ;;
+*) echo "unknown stage $stage: cells, bench, ablations, memtask or ddp" >&2; exit 2 ;;
+esac
