@@ -64,7 +64,7 @@ def test_every_test_dependency_is_declared():
     srcs = [(nb.name, ''.join(c['source'])) for nb in (ROOT/'nbs').rglob('*.ipynb') for c in json.loads(nb.read_text())['cells']
             if c['cell_type'] == 'code']
     srcs += [(str(p.relative_to(ROOT)), p.read_text()) for d in ('tests', 'tools', 'experiments') for p in (ROOT/d).rglob('*.py')]
-    local = {'hypermnemosyne', 'tools', 'gpu_records', 'gpu_merge', 'run', 'analysis', 'bench', 'nb_edit'}
+    local = {'hypermnemosyne', 'tools', 'gpu_records', 'run', 'analysis', 'bench', 'nb_edit'}
     problems = set()
     for where, src in srcs:
         for mod, in_try in _imports(src):
