@@ -48,7 +48,7 @@ def test_cli_end_to_end_and_bad_input(tmp_path):
     summ = json.loads((run / 'summary.json').read_text())
     assert summ['status'] == 'completed' and summ['step'] == 4
     # load_run gives a working model with the tokenizer
-    code = ("import sys, torch; from hypermnemosyne.train.loop import load_run; m, tok, c = load_run(sys.argv[1]); "
+    code = ("import sys, torch; from hypermnemosyne.train.checkpoint import load_run; m, tok, c = load_run(sys.argv[1]); "
             "ids = torch.tensor([tok.encode('def f(x):')]); out = m(ids); "
             "assert out.logits.shape == (1, ids.shape[1], c.vocab_size), out.logits.shape; print('ok')")
     r2 = subprocess.run([sys.executable, '-c', code, str(run)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
