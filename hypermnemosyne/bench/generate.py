@@ -89,11 +89,9 @@ def decode_dispatch_count(model, state=None, ids=None) -> dict:
     dev = next(model.parameters()).device
     state = state if state is not None else model.init_state(1, device=dev)
     ids = ids if ids is not None else torch.zeros(state.mixer[0].batch, 1, dtype=torch.long, device=dev)
-    count = _CountOps()
-    orig = {k: getattr(mhc, k) for k in ('sinkhorn_knopp', 'sinkhorn_knopp_ref')}   # the names mHC calls
+    count, orig = _CountOps(), mhc.sinkhorn_knopp          # the projection every mHC sublayer calls
     try:
-        for k, f in orig.items(): setattr(mhc, k, count.wrap(f))
+        mhc.sinkhorn_knopp = count.wrap(orig)
         with torch.no_grad(), count: model.step(ids, state)
-    finally:
-        for k, f in orig.items(): setattr(mhc, k, f)
+    finally: mhc.sinkhorn_knopp = orig
     return count.n
