@@ -23,7 +23,8 @@ _API = {
     'optim': 'Muon newton_schulz muon_param_groups',
     'data': 'stdlib_corpus load_corpus ByteTokenizer train_bpe pack mqar passkey',
     'model': 'HMConfig HyperMnemosyne',
-    'train.loop': 'TrainConfig hm_train load_run',
+    'train.checkpoint': 'load_run read_metrics',
+    'train.loop': 'TrainConfig hm_train LivePlot plot_run',
     'generate': 'GenerationWidget GraphedStep hm_generate',
     'bench.runner': 'hm_bench',
 }

@@ -21,7 +21,8 @@ from hypermnemosyne.layers.jepa import make_view_batch
 from hypermnemosyne.layers.mhc import HyperConnection, composite_gain
 from hypermnemosyne.model import HMConfig, HyperMnemosyne
 from hypermnemosyne.optim import MuonWithAdamW
-from hypermnemosyne.train.loop import NonFiniteLoss, TrainConfig, lr_factor, read_metrics, train
+from hypermnemosyne.train.checkpoint import read_metrics
+from hypermnemosyne.train.loop import NonFiniteLoss, TrainConfig, lr_factor, train
 
 QUESTIONS = {
     'hyper-connections': dict(arms=('residual', 'hc', 'mhc'), baseline='residual',
