@@ -12,7 +12,7 @@ import ipywidgets as widgets
 from matplotlib.figure import Figure
 from .core import get_device, autocast_ctx, CliError, run_cli
 from .layers.memory import surprise_html
-from .train.loop import load_run
+from .train.checkpoint import load_run
 
 # %% auto #0
 __all__ = ['SAMPLING_DEFAULTS', 'check_sampling', 'filter_logits', 'sample_next', 'GenerationResult', 'generate_stream',
