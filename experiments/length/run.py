@@ -110,7 +110,7 @@ def train_run(spec: dict, tokens: np.ndarray, stop_at: float | None = None, log=
     n_task = max(1, round(spec['task_frac'] * B)) if spec['task_frac'] > 0 else 0
     loader = TokenLoader(tokens, B - n_task, T - 1, seed=spec['seed'])
     rng = np.random.default_rng(spec['seed'] + 4242)
-    curve, sums, done, t_train = [], [0.0, 0.0, 0], 0, time.time()
+    curve, sums, done, t_train, skipped, first_bad = [], [0.0, 0.0, 0], 0, time.time(), 0, None
     model.train()
     for step in range(spec['steps']):
         p = progress(step, spec['steps'], t_train, stop_at)
@@ -123,20 +123,26 @@ def train_run(spec: dict, tokens: np.ndarray, stop_at: float | None = None, log=
         mask = torch.cat([torch.zeros(len(lm_ids), T, dtype=torch.bool), tm]).to(dev)
         loss, lm, task = mixed_loss(model, ids, mask, len(lm_ids))
         opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss): log(f'step {step}: non-finite loss, update skipped'); continue
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        done = step + 1
+        if torch.isfinite(loss):
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if not torch.isfinite(loss) or not torch.isfinite(gn):        # a non-finite gradient would poison the weights
+            skipped += 1; first_bad = first_bad or done
+            if skipped <= 3: log(f'step {done}: non-finite loss or gradient, update skipped')
+            if skipped >= spec['max_skips']: log(f'{skipped} updates skipped: training stopped'); break
+            continue
         opt.step()
-        sums[0] += lm.item(); sums[1] += task.item(); sums[2] += 1; done = step + 1
+        sums[0] += lm.item(); sums[1] += task.item(); sums[2] += 1
         last = progress(done, spec['steps'], t_train, stop_at) >= 1
-        if spec['eval_every'] and (done % spec['eval_every'] == 0 or last):
+        if spec['eval_every'] and sums[2] and (done % spec['eval_every'] == 0 or last):
             pk = passkey_1x(model, T, spec['curve_n'])
             curve.append(dict(step=done, lm_loss=sums[0] / sums[2], task_loss=sums[1] / sums[2], passkey_1x=pk))
             log(f"{spec['arm']} s{spec['seed']} step {done}: lm {sums[0] / sums[2]:.3f} task {sums[1] / sums[2]:.3f} passkey1x {pk:.2f}")
             sums = [0.0, 0.0, 0]
     train_s = time.time() - t_train
     model.eval()
-    rec = dict(steps_done=done, complete=done == spec['steps'], curve=curve, train_s=train_s, s_per_step=train_s / max(1, done),
+    rec = dict(steps_done=done, complete=done == spec['steps'], skipped=skipped, first_skipped=first_bad, curve=curve, train_s=train_s, s_per_step=train_s / max(1, done),
                model=cfg.to_dict(), layout=cfg.block_layout(), params=sum(p.numel() for p in model.parameters()))
     rec['eval'] = memory_tasks(model, T, n=spec['eval_n'], batch_size=spec['eval_batch'])
     rec['wall_s'] = time.time() - t0
@@ -184,6 +190,7 @@ def parser():
     p.add_argument('--muon_lr', type=float, default=0.02)
     p.add_argument('--adamw_lr', type=float, default=3e-3)
     p.add_argument('--warmup', type=int, default=50)
+    p.add_argument('--max_skips', type=int, default=50, help='stop training after this many non-finite steps')
     p.add_argument('--eval_every', type=int, default=100, help='curve point (LM loss, passkey at 1x) every K steps')
     p.add_argument('--curve_n', type=int, default=16, help='passkey documents per curve point')
     p.add_argument('--eval_n', type=int, default=16, help='documents per final evaluation (each length, each MQAR size)')
@@ -210,7 +217,7 @@ def validate(a):
     if bad or not a.arms: fail(f'--arms: unknown {", ".join(bad) or "(none)"}; use {", ".join(ARMS)}')
     try: a.seeds = [int(s) for s in a.seeds.split(',') if s]
     except ValueError: fail(f'--seeds: expected comma-separated integers, got {a.seeds!r}')
-    for name in ('steps', 'batch_size', 'window', 'mem_chunk', 'eval_n', 'eval_batch', 'curve_n'):
+    for name in ('steps', 'max_skips', 'batch_size', 'window', 'mem_chunk', 'eval_n', 'eval_batch', 'curve_n'):
         if getattr(a, name) < 1: fail(f'--{name} must be >= 1, got {getattr(a, name)}')
     if a.seq_len < 128: fail(f'--seq_len {a.seq_len}: a passkey document needs at least 128 tokens')
     if not 0 <= a.task_frac < 1: fail(f'--task_frac {a.task_frac}: must be in [0, 1)')
@@ -242,7 +249,7 @@ def parent_main(a, argv):
     np.save(tmp / 'tokens.npy', corpus_tokens(a.max_corpus_mb, tmp / 'cache'))
     specs = [dict(arm=arm, seed=s, preset=a.preset, steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len,
                   task_frac=a.task_frac, window=a.window, mem_chunk=a.mem_chunk, mem_compile=a.mem_compile,
-                  muon_lr=a.muon_lr, adamw_lr=a.adamw_lr, warmup=a.warmup, eval_every=a.eval_every, curve_n=a.curve_n,
+                  muon_lr=a.muon_lr, adamw_lr=a.adamw_lr, warmup=a.warmup, max_skips=a.max_skips, eval_every=a.eval_every, curve_n=a.curve_n,
                   eval_n=a.eval_n, eval_batch=a.eval_batch, corpus='stdlib', max_corpus_mb=a.max_corpus_mb,
                   device=a.device, loss='LM CE on LM rows + answer CE on task rows', optimizer='MuonWithAdamW', schedule='linear warmup, cosine to 0.1x over the steps or the time to the training stop, whichever ends first')
              for arm in a.arms for s in a.seeds]
