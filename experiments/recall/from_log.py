@@ -4,7 +4,7 @@
 
 The runner's arguments (after `--`) give each run's spec; every `[i/n] ... acc A (W s, M ms/step)` line of the log gives
 its accuracy (3 decimals), wall time and step time. The records say so: `source` is 'progress log', the curve holds the
-final point only, and fields the log lacks (test loss, torch version) are None. A run the log shows cut short is skipped.
+final point only, fields the log lacks are None (test loss) or 'not in the log' (torch version). A run the log shows cut short is skipped.
 """
 from __future__ import annotations
 import argparse, re, sys
@@ -32,7 +32,7 @@ def records_from_log(log: str, runner_args: list[str], commit: str, gpu: str, co
         out.append(dict(s, test_acc=float(acc), test_loss=None, steps_done=s['steps'], complete=True, diverged=False,
                         curve=[dict(step=s['steps'], train_loss=None, test_acc=float(acc), test_loss=None, eval_n=s['n_test'])],
                         wall_s=float(wall), s_per_step=int(ms) / 1000, commit=commit, command=command, gpu=gpu,
-                        torch=None, source='progress log'))
+                        torch='not in the log', source='progress log'))
     return out
 
 
