@@ -116,3 +116,21 @@ def test_points_select_runs_and_the_deadline_saves_a_partial_run(tmp_path):
     part = json.loads((out / (run_mod.run_name(spec) + '.partial.json')).read_text())
     assert not part['complete'] and part['steps_done'] == 0 and part['curve'][-1]['eval_n'] == 16
     assert analysis.load_results(tmp_path) == []                                       # a partial run is no result
+
+
+def test_from_log_rebuilds_finished_runs_only(tmp_path):
+    spec = importlib.util.spec_from_file_location('recall_from_log', ROOT / 'experiments' / 'recall' / 'from_log.py')
+    fl = importlib.util.module_from_spec(spec); spec.loader.exec_module(fl)
+    log = ('2 runs, 0 already done, 2 to run with 2 workers on cuda\n'
+           '[1/2] memory d128 L256/16 lr 0.003 seed 1: acc 0.019 (465 s, 299 ms/step)\n'
+           '[2/2] memory d128 L256/16 lr 0.003 seed 0: acc 0.420 PARTIAL 900/1500 steps (400 s, 444 ms/step)\n')
+    args = ['--mixers', 'memory', '--points', '256:16:128', '--lrs', '3e-3', '--seeds', '0,1', '--steps', '1500',
+            '--out', str(tmp_path / 'set')]
+    recs = fl.records_from_log(log, args, 'abc1234', 'NVIDIA H200', 'cmd')
+    assert len(recs) == 1 and recs[0]['seed'] == 1 and recs[0]['test_acc'] == 0.019 and recs[0]['s_per_step'] == 0.299
+    assert recs[0]['batch_size'] == 256 and recs[0]['source'] == 'progress log' and recs[0]['curve'][-1]['step'] == 1500
+    (tmp_path / 'set').mkdir()
+    run_mod.write_json(tmp_path / 'set' / (run_mod.run_name(recs[0]) + '.json'), recs[0])
+    assert [r['test_acc'] for r in analysis.load_results(tmp_path)] == [0.019]
+    try: fl.records_from_log(log.replace('d128', 'd64'), args, 'c', 'g', 'cmd'); raise AssertionError('unmatched line accepted')
+    except ValueError as e: assert 'matches no run' in str(e)

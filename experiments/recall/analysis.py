@@ -142,7 +142,7 @@ def plot_curves(records: list[dict], title: str = ''):
     fig, ax = plt.subplots(figsize=(5, 3))
     for r in records:
         c = r['curve']
-        ax.plot([p['step'] for p in c], [p['test_acc'] for p in c],
+        ax.plot([p['step'] for p in c], [p['test_acc'] for p in c], '.-',      # a dot: a rebuilt record has one point
                 label=f"{r['mixer']} d{r['d_model']} {r['seq']}/{r['pairs']} lr {r['lr']:g} s{r['seed']}")
     ax.set(xlabel='step', ylabel='test accuracy', ylim=(-0.03, 1.03), title=title)
     ax.grid(alpha=0.3); ax.legend(fontsize=7)
