@@ -102,7 +102,7 @@ def _run_all(page, nb_path: Path, fail_shot: Path, timeout_s: float = 1200):
 def _generated_text(page) -> str:
     return page.locator('.widget-html').last.inner_text()[len(PROMPT):]
 
-def test_run_all_of_09_generate_then_the_widget_on_the_trained_run(lab):
+def test_run_all_of_12_generate_then_the_widget_on_the_trained_run(lab):
     from playwright.sync_api import sync_playwright
     from hypermnemosyne.generate import degenerate_reasons
     url, tmp = lab

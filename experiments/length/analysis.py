@@ -1,5 +1,5 @@
 """Study B of issue 16 (length extrapolation): the memory diagnostics (run on a model), and the reading of the runs' JSONs
-(table, verdicts, figures). Used by `run.py` (diagnostics at the end of each run), `nbs/15_length.ipynb` and the CPU
+(table, verdicts, figures). Used by `run.py` (diagnostics at the end of each run), `nbs/16_length.ipynb` and the CPU
 miniature test `tests/test_experiments_length.py`."""
 from __future__ import annotations
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hypermnemosyne.memory import MemoryLayer, mlp_apply
+from hypermnemosyne.layers.memory import MemoryLayer, mlp_apply
 
 ARMS = ('ssd', 'ssd+memory', 'ssd+swa', 'ssd+swa+memory', 'hybrid')
 MEMORY_ARMS = ('ssd+memory', 'ssd+swa+memory', 'hybrid')

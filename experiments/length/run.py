@@ -10,7 +10,7 @@ training length and MQAR at 1x, test-time learning on and off (`ablations.memory
 deadline stops training early enough to leave time for the evaluation (`--eval_reserve`).
 """
 from __future__ import annotations
-import argparse, json, math, os, shlex, subprocess, sys, tempfile, time
+import argparse, importlib.util, json, math, os, shlex, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,21 @@ import torch.nn.functional as F
 
 from hypermnemosyne.model import HMConfig, HyperMnemosyne, lm_loss
 from hypermnemosyne.data import load_corpus, ByteTokenizer, tokenize_corpus, TokenLoader, passkey, mqar
-from hypermnemosyne.muon import MuonWithAdamW
-from hypermnemosyne.ablations import memory_tasks, mqar_pairs_for
-from hypermnemosyne.memory import NeuralMemory
+from hypermnemosyne.optim import MuonWithAdamW
+from hypermnemosyne.layers.memory import NeuralMemory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import analysis  # noqa: E402
+
+def _load(name: str, path: Path):
+    "Import a study's script by path (every study names its runner run.py)."
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); return mod
+
+# the task evaluation (passkey at several lengths, MQAR, test-time learning on and off) is the ablation study's
+_abl = _load('ablations_run', Path(__file__).resolve().parents[1]/'ablations'/'run.py')
+memory_tasks, mqar_pairs_for = _abl.memory_tasks, _abl.mqar_pairs_for
+passkey_batch, task_logits, answer_accuracy = _abl.passkey_batch, _abl.task_logits, _abl.answer_accuracy
 
 ARMS = analysis.ARMS
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +89,6 @@ def mixed_loss(model, ids, mask, n_lm: int):
 # ------------------------------------------------------------------------------------------------------- training
 def passkey_1x(model, seq_len: int, n: int, seed: int = 777) -> float:
     "Passkey accuracy at the training length on `n` documents (test-time learning on): the curve's recall point."
-    from hypermnemosyne.ablations import passkey_batch, task_logits, answer_accuracy
     tb = passkey_batch(seq_len, n, seed=seed)
     was = model.training; model.eval()
     acc = answer_accuracy(task_logits(model, tb.tokens, True, batch_size=n), tb.tokens, tb.mask)[0]
@@ -103,7 +111,7 @@ def train_run(spec: dict, tokens: np.ndarray, stop_at: float | None = None, log=
     cfg = arm_config(spec['arm'], spec['preset'], spec['window'], spec['mem_chunk'])
     model = HyperMnemosyne(cfg).to(dev)
     for m in model.modules():
-        if isinstance(m, NeuralMemory): m.compile = spec['mem_compile']
+        if isinstance(m, NeuralMemory): m.fast = bool(spec['mem_compile'])
     opt = MuonWithAdamW(model, muon_lr=spec['muon_lr'], adamw_lr=spec['adamw_lr'])
     base = [g['lr'] for g in opt.param_groups]
     B, T = spec['batch_size'], spec['seq_len']

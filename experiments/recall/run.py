@@ -82,7 +82,8 @@ def build_model(mixer: str, d_model: int, vocab: int = VOCAB, n_layers: int = 2,
     "The recall model: embedding, `n_layers` pre-norm residual blocks (no MLP), final RMSNorm, tied LM head."
     import torch
     from torch import nn
-    from hypermnemosyne.layers.ssd import Mamba2Mixer, AttentionMixer
+    from hypermnemosyne.layers.ssd import Mamba2Mixer
+    from hypermnemosyne.layers.attention import AttentionMixer
     from hypermnemosyne.layers.memory import MemoryLayer
     if mixer not in MIXERS: raise ValueError(f'unknown mixer {mixer!r}; use one of {", ".join(MIXERS)}')
 
@@ -91,7 +92,7 @@ def build_model(mixer: str, d_model: int, vocab: int = VOCAB, n_layers: int = 2,
         def __init__(self):
             super().__init__()
             self.memory = (MemoryLayer(d_model, n_heads=mem_heads, chunk_size=mem_chunk, max_grad_norm=1.0,
-                                       compile=mem_compile)
+                                       fast=mem_compile)
                            if 'memory' in mixer else None)
             heads = max(1, d_model // head_dim)
             self.mixer = {'attention': lambda: AttentionMixer(d_model, heads),
