@@ -43,9 +43,14 @@ def _benchmark_child(children: Path) -> int | None:
         if b'pickle.load' in cmd: return int(pid)
     return None
 
+def _sigint_default():
+    "Ctrl-C's default action in the child: a test run from a background shell (`cmd &`) inherits SIGINT ignored."
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def test_ctrl_c_stops_the_run_and_its_benchmark_process(tmp_path):
     p = subprocess.Popen(['hm_bench', '--quick', '--only', 'model', '--repeats', '3', '--out', str(tmp_path / 'b.json')],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, start_new_session=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, start_new_session=True,
+                         preexec_fn=_sigint_default)
     try:
         children, t0 = Path(f'/proc/{p.pid}/task/{p.pid}/children'), time.time()
         while not (kid := _benchmark_child(children)):   # wait until a benchmark runs in its own process (other

@@ -38,9 +38,13 @@ def test_bad_settings_give_one_line_naming_the_flag(tiny_run, flags, words):
         if torch.cuda.device_count() > 7: pytest.skip('this machine has a cuda:7')
     one_line_error(run('hm_generate', str(tiny_run), '--prompt', 'def ', *flags), *words)
 
+def _sigint_default():
+    "Ctrl-C's default action in the child: a test run from a background shell (`cmd &`) inherits SIGINT ignored."
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def test_ctrl_c_keeps_the_text_and_exits_130(tiny_run):
     p = subprocess.Popen(['hm_generate', str(tiny_run), '--prompt', 'def ', '--max_new_tokens', '100000', '--device', 'cpu'],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, preexec_fn=_sigint_default)
     try:
         got = b''
         while len(got) < len('def ') + 20:            # wait until tokens stream out: generation is under way

@@ -43,8 +43,8 @@ def _run_with_hooks(model, ids, ttl: bool = True):
     for i, layer in memory_layers(model):
         hooks.append(layer.register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, (a[0].detach(), out[0].detach()))))
     try:
-        st = model.allocate_state(ids.shape[0])
-        st.update_memory = ttl
+        st = model.init_state(ids.shape[0])
+        st.ttl = ttl
         with torch.no_grad(): model(ids.to(next(model.parameters()).device), state=st)
     finally:
         for h in hooks: h.remove()
