@@ -58,6 +58,7 @@ class HMConfig:
     mem_chunk: int = 16
     mem_depth: int = 2
     mem_max_grad_norm: float | None = 1.0   # clip of each token's inner gradient (None: off); see below
+    mem_fast: bool | None = False      # the memory's `fast` (compiled chunk write on CUDA); off by default, see below
     # LLM-JEPA
     jepa_weight: float = 0.0
     jepa_k_pred: int = 1
@@ -126,6 +127,8 @@ class HMConfig:
             bad('mem_heads', f'd_model={self.d_model} is not divisible by mem_heads; pick mem_heads dividing d_model')
         if self.mem_max_grad_norm is not None and not self.mem_max_grad_norm > 0:
             bad('mem_max_grad_norm', 'must be > 0, or None to switch the inner-gradient clip off')
+        if self.mem_fast not in (None, True, False):
+            bad('mem_fast', 'must be None (compiled on CUDA), True (require it) or False (eager)')
 
     def _check_rest(self):
         bad = self._bad
@@ -231,7 +234,7 @@ class HMBlock(nn.Module):
         if self.has_memory:
             self.memory_hc = hc()
             self.memory = MemoryLayer(c.d_model, n_heads=c.mem_heads, depth=c.mem_depth, chunk_size=c.mem_chunk,
-                                      max_grad_norm=c.mem_max_grad_norm)
+                                      max_grad_norm=c.mem_max_grad_norm, fast=c.mem_fast)
         self.mixer_hc = hc()
         if self.attention: self.mixer = AttentionMixer(c.d_model, n_heads=c.n_heads, window=c.attn_window or None)
         else: self.mixer = Mamba2Mixer(c.d_model, d_state=c.d_state, headdim=c.headdim, expand=c.expand,
