@@ -29,6 +29,7 @@ min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = shlex.split(cfg.get('dev_requirements') or '')
 cuda_requirements = shlex.split(cfg.get('cuda_requirements') or '')
+refs_requirements = shlex.split(cfg.get('refs_requirements') or '')
 
 package_data = dict()
 pkg_data = cfg.get('package_data', None)
@@ -49,7 +50,7 @@ setuptools.setup(
     packages = setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements, 'cuda': cuda_requirements },
+    extras_require={ 'dev': dev_requirements, 'cuda': cuda_requirements, 'refs': refs_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

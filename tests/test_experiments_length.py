@@ -6,16 +6,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / 'experiments' / 'length' / 'run.py'
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
-sys.path.insert(0, str(RUNNER.parent))
-import analysis  # noqa: E402
-from hypermnemosyne.model import HyperMnemosyne  # noqa: E402
-from hypermnemosyne.data import passkey  # noqa: E402
+from hypermnemosyne.model import HyperMnemosyne
+from hypermnemosyne.data import passkey
 
 
-def _load_run():
-    spec = importlib.util.spec_from_file_location('length_run', RUNNER)
+def _load(name):
+    "A script of experiments/length by path (each study names its scripts run.py and analysis.py)."
+    spec = importlib.util.spec_from_file_location(f'length_{name}', RUNNER.parent / f'{name}.py')
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
     return mod
+
+analysis = _load('analysis')
 
 
 def runner(*args):
@@ -23,7 +24,7 @@ def runner(*args):
 
 
 def test_arms_are_the_issue_models():
-    run = _load_run()
+    run = _load('run')
     lay = {a: run.arm_config(a).block_layout() for a in analysis.ARMS}
     assert lay['ssd'] == ['mamba2'] * 8
     assert lay['ssd+memory'] == ['mamba2'] * 3 + ['memory+mamba2'] + ['mamba2'] * 3 + ['memory+mamba2']
@@ -72,7 +73,7 @@ def test_verdicts_need_every_seed_and_three_of_them():
 
 
 def test_diagnostics_find_the_needle_and_measure_the_memory():
-    run = _load_run()
+    run = _load('run')
     torch.manual_seed(0)
     model = HyperMnemosyne(run.arm_config('ssd+memory', 'tiny', mem_chunk=16)).eval()
     doc = passkey(256, 0.5, seed=3)

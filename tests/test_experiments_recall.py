@@ -119,8 +119,7 @@ def test_points_select_runs_and_the_deadline_saves_a_partial_run(tmp_path):
 
 
 def test_from_log_rebuilds_finished_runs_only(tmp_path):
-    spec = importlib.util.spec_from_file_location('recall_from_log', ROOT / 'experiments' / 'recall' / 'from_log.py')
-    fl = importlib.util.module_from_spec(spec); spec.loader.exec_module(fl)
+    fl = _load('from_log')
     log = ('2 runs, 0 already done, 2 to run with 2 workers on cuda\n'
            '[1/2] memory d128 L256/16 lr 0.003 seed 1: acc 0.019 (465 s, 299 ms/step)\n'
            '[2/2] memory d128 L256/16 lr 0.003 seed 0: acc 0.420 PARTIAL 900/1500 steps (400 s, 444 ms/step)\n')

@@ -40,7 +40,16 @@ def test_ci_builds_a_fresh_virtual_environment():
     assert ci.index('-m venv') < ci.index(TEST_CMD)
 
 DIST_OF = {'IPython': 'ipython', 'PIL': 'pillow', 'yaml': 'pyyaml'}   # import name -> distribution name, where they differ
-OPTIONAL = {'titans_pytorch', 'mamba_ssm'}   # GPU peers: may only be imported inside a `try`
+
+def _dists(cfg, *keys) -> set:
+    "Distribution names (normalised to import spelling) listed under these settings.ini keys."
+    declared = ' '.join(cfg['DEFAULT'].get(k, '') for k in keys)
+    return {re.split(r"[<>=;' ]", t.strip("'"))[0].lower().replace('-', '_') for t in declared.split()}
+
+def _is_local(mod: str, where: Path) -> bool:
+    "The package, tools/ and its scripts, or a script beside the importing file (a study's run.py importing analysis)."
+    return (mod in ('hypermnemosyne', 'tools') or (ROOT/'tools'/f'{mod}.py').exists()
+            or (where.parent/f'{mod}.py').exists())
 
 def _imports(src):
     "(module, inside_try) for each absolute import in `src` (cells' magics and directives dropped)."
@@ -59,19 +68,20 @@ def test_every_test_dependency_is_declared():
     "Imports of the package, notebooks, tests and tools outside the standard library are declared in settings.ini."
     import configparser
     cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini')
-    declared = ' '.join(cfg['DEFAULT'][k] for k in ('requirements', 'dev_requirements'))
-    names = {re.split(r"[<>=;' ]", t.strip("'"))[0].lower().replace('-', '_') for t in declared.split()}
-    srcs = [(nb.name, ''.join(c['source'])) for nb in (ROOT/'nbs').rglob('*.ipynb') for c in json.loads(nb.read_text())['cells']
+    names = _dists(cfg, 'requirements', 'dev_requirements')
+    optional = _dists(cfg, 'cuda_requirements', 'refs_requirements')   # GPU peers and references: only inside a `try`
+    srcs = [(nb, ''.join(c['source'])) for nb in (ROOT/'nbs').rglob('*.ipynb') for c in json.loads(nb.read_text())['cells']
             if c['cell_type'] == 'code']
-    srcs += [(str(p.relative_to(ROOT)), p.read_text()) for d in ('tests', 'tools', 'experiments') for p in (ROOT/d).rglob('*.py')]
-    local = {'hypermnemosyne', 'tools', 'gpu_records', 'run', 'analysis', 'bench', 'nb_edit'}
+    srcs += [(p, p.read_text()) for d in ('hypermnemosyne', 'tests', 'tools', 'experiments') for p in (ROOT/d).rglob('*.py')]
     problems = set()
     for where, src in srcs:
+        rel = where.relative_to(ROOT)
         for mod, in_try in _imports(src):
-            if mod in sys.stdlib_module_names or mod in local: continue
-            if mod in OPTIONAL:
-                if not in_try: problems.add(f'{mod} (optional, imported outside a try in {where})')
-            elif DIST_OF.get(mod, mod).lower() not in names: problems.add(f'{mod} (in {where})')
+            if mod in sys.stdlib_module_names or _is_local(mod, where): continue
+            dist = DIST_OF.get(mod, mod).lower()
+            if dist in optional:
+                if not in_try: problems.add(f'{mod} (optional, imported outside a try in {rel})')
+            elif dist not in names: problems.add(f'{mod} (in {rel})')
     assert not problems, f'imported but not declared in settings.ini: {sorted(problems)}'
 
 def test_jupyter_save_hook_cleans_notebooks():
