@@ -53,9 +53,9 @@ def test_ctrl_c_stops_the_run_and_its_benchmark_process(tmp_path):
                          preexec_fn=_sigint_default)
     try:
         children, t0 = Path(f'/proc/{p.pid}/task/{p.pid}/children'), time.time()
-        while not (kid := _benchmark_child(children)):   # wait until a benchmark runs in its own process (other
-            assert p.poll() is None and time.time() - t0 < 120, p.stderr.read().decode()[-2000:]  # children, like
-            time.sleep(0.05)                                                                       # ldconfig, don't count)
+        while not (kid := _benchmark_child(children)):   # wait until a benchmark runs in its own process
+            assert p.poll() is None and time.time() - t0 < 120, p.stderr.read().decode()[-2000:]
+            time.sleep(0.05)
         os.killpg(p.pid, signal.SIGINT)                   # what Ctrl-C at a terminal sends: SIGINT to the foreground group
         out, err = p.communicate(timeout=60)
     finally:

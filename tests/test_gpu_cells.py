@@ -34,6 +34,10 @@ def test_gpu_records_are_live_and_say_where_they_come_from():
     recs = gpu_records.load()
     assert recs, 'nbs/gpu_records.json is missing or empty'
     assert gpu_records.stale(recs) == [], 'records of edited or removed cuda cells: run `python tools/gpu_records.py check`'
+    home = {gpu_records.cell_key(s): gpu_records._nb_name(nb) for nb in (ROOT/'nbs').rglob('*.ipynb')
+            for s, _ in gpu_records.cuda_cells(nb)}
+    moved = {k: (r['notebook'], home[k]) for k, r in recs.items() if r['notebook'] != home[k]}
+    assert not moved, f'records naming another notebook than the one their cell is in (recorded, now): {moved}'
     for k, r in recs.items():
         assert r['gpu'] and r['commit'] and r['command'] and 'outputs' in r, f'record {k} of {r["notebook"]} lacks its GPU, commit or command'
         assert not gpu_records._has_error(r['outputs'])

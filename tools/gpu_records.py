@@ -58,16 +58,22 @@ def cuda_cells(nb_path):
     nb = json.loads(Path(nb_path).read_text())
     return [(_src(c), c.get('outputs', [])) for c in nb['cells'] if c['cell_type'] == 'code' and is_cuda_cell(_src(c))]
 
+def _nb_name(nb) -> str:
+    "A notebook as the records name it: its path under nbs/ (`13_bench/memory.ipynb`), or its file name elsewhere."
+    p = Path(nb).resolve()
+    return p.relative_to(ROOT/'nbs').as_posix() if p.is_relative_to(ROOT/'nbs') else p.name
+
 def add(nb_paths, gpu, commit, command, date=None) -> int:
     cells, bad = load(), 0
     for nb in nb_paths:
+        name = _nb_name(nb)
         for src, outs in cuda_cells(nb):
             head = src.strip().splitlines()[1][:70] if len(src.strip().splitlines()) > 1 else src[:70]
-            if _has_error(outs): print(f'{Path(nb).name}: error output, refused: {head}'); bad = 1; continue
+            if _has_error(outs): print(f'{name}: error output, refused: {head}'); bad = 1; continue
             outs = clean_outputs(outs)     # empty: the cell ran and printed nothing (its assertions held)
-            cells[cell_key(src)] = dict(notebook=Path(nb).name, source=src, outputs=outs, gpu=gpu, commit=commit,
+            cells[cell_key(src)] = dict(notebook=name, source=src, outputs=outs, gpu=gpu, commit=commit,
                                         command=command, date=date or datetime.date.today().isoformat())
-            print(f'{Path(nb).name}: recorded: {head}')
+            print(f'{name}: recorded: {head}')
     save(cells)
     return bad
 
