@@ -65,6 +65,12 @@ def test_miniature_sweep_writes_complete_jsons_skips_finished_runs_and_feeds_the
         assert 0 <= j['test_acc'] <= 1 and j['wall_s'] > 0 and len(j['commit']) >= 7
         assert [c['step'] for c in j['curve']] == [2, 3] and j['curve'][-1]['test_acc'] == j['test_acc']
         assert '--mixers attention,ssd+memory' in j['command'] and str(tmp_path) in j['command']
+        if 'memory' not in j['mixer']: assert j['diagnostics'] is None; continue
+        dg = j['diagnostics']                                                       # issue 16's checks, per memory block
+        assert sorted(dg['store']) == sorted(dg['read']) == ['0', '1'] and dg['grads']['rest_rms'] > 0
+        for b in ('0', '1'):
+            assert all(-1 <= dg['store'][b][k] <= 1 for k in ('stored', 'init', 'random'))
+            assert dg['read'][b]['question'] > 0 and dg['grads'][b]['W_K'] > 0 and dg['grads'][b]['gate_lr'] > 0
     again = runner(*args)
     assert again.returncode == 0 and '2 runs, 2 already done, 0 to run' in again.stdout and 'acc ' not in again.stdout
     recs = analysis.load_results(tmp_path)                                         # root/<set>/*.json, set 'mini'
@@ -133,3 +139,16 @@ def test_from_log_rebuilds_finished_runs_only(tmp_path):
     assert [r['test_acc'] for r in analysis.load_results(tmp_path)] == [0.019]
     try: fl.records_from_log(log.replace('d128', 'd64'), args, 'c', 'g', 'cmd'); raise AssertionError('unmatched line accepted')
     except ValueError as e: assert 'matches no run' in str(e)
+
+
+def test_memory_diagnostics_see_what_the_memory_wrote():
+    "`store` is higher after the pairs were written than at the initial weights; no memory mixer, no memory block."
+    torch.manual_seed(0)
+    x, y = run_mod.mqar(8, 64, 4, seed=5)
+    model = run_mod.build_model('memory', 64, mem_chunk=8)
+    dg = run_mod.memory_diagnostics(model, x, y, pairs=4)
+    for b in ('0', '1'):
+        s = dg['store'][b]
+        assert s['stored'] > s['init'] + 0.1 and s['stored'] > s['random'] + 0.1, s
+    la = run_mod._length_analysis()
+    assert la.memory_layers(run_mod.build_model('attention', 64)) == []

@@ -33,75 +33,68 @@ def needle_span(ids) -> tuple[int, int]:
 
 
 def memory_layers(model) -> list[tuple[int, MemoryLayer]]:
-    "(block index, MemoryLayer) of every block of `model` that has a memory sublayer."
-    return [(i, b.memory) for i, b in enumerate(model.blocks) if getattr(b, 'has_memory', False)]
+    "(block index, MemoryLayer) of every memory sublayer of `model` (any model whose blocks are `model.blocks`)."
+    return [(i, m) for i, b in enumerate(model.blocks) for m in b.modules() if isinstance(m, MemoryLayer)]
 
 
-def _run_with_hooks(model, ids, ttl: bool = True):
-    "Forward `ids` [b, t] through a fresh state; returns (state, {block: (layer input x, layer output y)})."
+def capture(model, forward) -> dict:
+    """Run `forward()` (a forward pass of `model`, no gradient) with hooks on every memory sublayer; returns
+    {block: (layer input x, layer output y, the layer's state after the call: fast weights, surprise)}."""
     seen, hooks = {}, []
     for i, layer in memory_layers(model):
-        hooks.append(layer.register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, (a[0].detach(), out[0].detach()))))
+        hooks.append(layer.register_forward_hook(
+            lambda m, a, out, i=i: seen.__setitem__(i, (a[0].detach(), out[0].detach(), out[1]))))
     try:
-        st = model.init_state(ids.shape[0])
-        st.ttl = ttl
-        with torch.no_grad(): model(ids.to(next(model.parameters()).device), state=st)
+        with torch.no_grad(): forward()
     finally:
         for h in hooks: h.remove()
-    return st, seen
+    return seen
+
+
+def _run_with_hooks(model, ids, ttl: bool = True) -> dict:
+    "`capture` of a `HyperMnemosyne` forward of `ids` [b, t] from a fresh state (test-time learning `ttl`)."
+    st = model.init_state(ids.shape[0])
+    st.ttl = ttl
+    return capture(model, lambda: model(ids.to(next(model.parameters()).device), state=st))
 
 
 # ----------------------------------------------------------------------------------------------------- diagnostics
-def needle_store(model, ids, n_random: int = 64, seed: int = 0) -> dict:
-    """Does the memory store the needle? After reading the passkey document `ids` [1, t] (memory writing on), per memory
-    block: mean cosine of M(k) and v over the needle's tokens (`needle`), the same at the memory's initial weights
-    (`needle_init`: before anything was written), over as many filler tokens before the needle (`filler`), and of
-    M(k_random) against the needle's v for random unit keys (`random`). A stored needle shows needle > needle_init and
-    needle > random."""
-    a, b = needle_span(ids[0].tolist())
-    st, seen = _run_with_hooks(model, ids)
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for i, layer in memory_layers(model):
-        mem, x = layer.memory, seen[i][0]
-        h = F.rms_norm(x.float(), layer.norm.normalized_shape, layer.norm.weight.float(), layer.norm.eps)
-        with torch.no_grad():
-            q, k, v, _, _ = mem.project(h, mem.init_state(h.shape[0], h.device, torch.float32))
-        ws = [w.float() for w in st.memory[i].weights]
+def store_cosines(layer: MemoryLayer, x, state, pos, ref_pos=None, n_random: int = 64, seed: int = 0) -> dict:
+    """How well the fast weights in `state` (after the whole sequence) recall what was written at token positions `pos`
+    (the same for every row of `x` [b, t, d], the layer's input): mean cosine of M(k) and v there (`stored`), the same
+    at the memory's initial weights (`init`: before anything was written), of M(k_random) against those v for random
+    unit keys (`random`), and of M(k) and v at `ref_pos` (`reference`, None without). Stored shows stored > init and
+    stored > random."""
+    mem, g = layer.memory, torch.Generator().manual_seed(seed)
+    h = F.rms_norm(x.float(), layer.norm.normalized_shape, layer.norm.weight.float(), layer.norm.eps)
+    with torch.no_grad():
+        q, k, v, _, _ = mem.project(h, mem.init_state(h.shape[0], h.device, torch.float32))
+        ws = [w.float() for w in state.weights]
         w0 = [w.float().unsqueeze(0) for w in mem.init_weights]
         cos = lambda W, kk, vv: F.cosine_similarity(mlp_apply(W, kk), vv, dim=-1).mean().item()
-        kn, vn = k[:, :, a:b], v[:, :, a:b]
-        fl = slice(max(0, a - (b - a)), a)
+        pos = torch.as_tensor(pos, device=k.device)
+        kn, vn = k[:, :, pos], v[:, :, pos]
         kr = F.normalize(torch.randn(k.shape[0], k.shape[1], n_random, k.shape[-1], generator=g).to(k), dim=-1)
-        vr = vn[:, :, torch.randint(b - a, (n_random,), generator=g)]
-        out[str(i)] = dict(needle=cos(ws, kn, vn), needle_init=cos(w0, kn, vn), random=cos(ws, kr, vr),
-                           filler=cos(ws, k[:, :, fl], v[:, :, fl]) if a > 0 else None)
-    return out
+        vr = vn[:, :, torch.randint(len(pos), (n_random,), generator=g).to(k.device)]
+        ref = None if ref_pos is None or len(ref_pos) == 0 else cos(ws, k[:, :, ref_pos], v[:, :, ref_pos])
+        return dict(stored=cos(ws, kn, vn), init=cos(w0, kn, vn), random=cos(ws, kr, vr), reference=ref)
 
 
-def memory_read(model, ids, mask) -> dict:
-    """Is the memory read? Per memory block: the memory sublayer's output norm over its input norm (mean over tokens) at
-    the question's answer positions (where `mask` [b, t] is True: the tokens predicted from there) and elsewhere."""
-    _, seen = _run_with_hooks(model, ids)
-    ask = torch.zeros_like(mask); ask[:, :-1] = mask[:, 1:]          # the positions whose next token is the answer
-    out = {}
-    for i, _ in memory_layers(model):
-        x, y = (t.float() for t in seen[i])
-        r = (y.norm(dim=-1) / x.norm(dim=-1).clamp(min=1e-6)).cpu()
-        out[str(i)] = dict(question=r[ask].mean().item(), other=r[~ask].mean().item())
-    return out
+def read_ratio(x, y, ask) -> dict:
+    """Is the memory read? The memory sublayer's output norm over its input norm (mean over tokens) where the bool mask
+    `ask` [b, t] is True (`question`) and elsewhere (`other`)."""
+    r = (y.float().norm(dim=-1) / x.float().norm(dim=-1).clamp(min=1e-6)).cpu()
+    ask = ask.cpu()
+    return dict(question=r[ask].mean().item(), other=r[~ask].mean().item())
 
 
-def memory_grad_norms(model, ids, mask) -> dict:
-    """Does the outer loop train the memory's projections? One backward of the answer cross-entropy on the training
-    forward (no state); per memory block the gradient norms of W_Q, W_K, W_V (the rows of `qkv`), the three gates
-    (learning rate, momentum, decay), out_proj and the initial fast weights; `rest_rms`: the mean per-parameter gradient
-    norm of the model's other matrices, for scale."""
-    dev = next(model.parameters()).device
-    ids, mask = ids.to(dev), mask.to(dev)
+def grad_norms(model, loss_fn) -> dict:
+    """Does the outer loop train the memory's projections? One backward of `loss_fn()` (a training forward of
+    `model`); per memory block the gradient norms of W_Q, W_K, W_V (the rows of `qkv`), the three gates (learning rate,
+    momentum, decay), out_proj and the initial fast weights; `rest_rms`: the mean per-parameter gradient norm of the
+    model's other matrices, for scale."""
     was = model.training; model.train(); model.zero_grad(set_to_none=True)
-    logits = model(ids).logits
-    F.cross_entropy(logits[:, :-1][mask[:, 1:]].float(), ids[:, 1:][mask[:, 1:]]).backward()
+    loss_fn().backward()
     nrm = lambda t: 0.0 if t is None else t.float().norm().item()
     out, mem_ids = {}, set()
     for i, layer in memory_layers(model):
@@ -120,13 +113,45 @@ def memory_grad_norms(model, ids, mask) -> dict:
     return out
 
 
+def needle_store(model, ids, n_random: int = 64, seed: int = 0) -> dict:
+    """Does the memory store the needle? After reading the passkey document `ids` [1, t] (memory writing on), per memory
+    block, `store_cosines` over the needle's tokens (`needle`, `needle_init`, `random`) and over as many filler tokens
+    before the needle (`filler`)."""
+    a, b = needle_span(ids[0].tolist())
+    seen = _run_with_hooks(model, ids)
+    out = {}
+    for i, layer in memory_layers(model):
+        c = store_cosines(layer, seen[i][0], seen[i][2], list(range(a, b)), list(range(max(0, a - (b - a)), a)),
+                          n_random, seed)
+        out[str(i)] = dict(needle=c['stored'], needle_init=c['init'], random=c['random'], filler=c['reference'])
+    return out
+
+
+def memory_read(model, ids, mask) -> dict:
+    """Is the memory read? Per memory block, `read_ratio` at the question's answer positions (where `mask` [b, t] is
+    True: the tokens predicted from there) and elsewhere."""
+    seen = _run_with_hooks(model, ids)
+    ask = torch.zeros_like(mask); ask[:, :-1] = mask[:, 1:]          # the positions whose next token is the answer
+    return {str(i): read_ratio(seen[i][0], seen[i][1], ask) for i, _ in memory_layers(model)}
+
+
+def memory_grad_norms(model, ids, mask) -> dict:
+    "`grad_norms` of the answer cross-entropy of the passkey document `ids` with answer `mask` (no state)."
+    dev = next(model.parameters()).device
+    ids, mask = ids.to(dev), mask.to(dev)
+    def loss():
+        logits = model(ids).logits
+        return F.cross_entropy(logits[:, :-1][mask[:, 1:]].float(), ids[:, 1:][mask[:, 1:]])
+    return grad_norms(model, loss)
+
+
 def surprise_trace(model, ids) -> dict:
     """The memory's surprise (inner loss ‖M(k_t) − v_t‖², mean over heads) at every token of `ids` [1, t], per memory
     block, and the needle mask: is the needle more surprising than the filler it interrupts?"""
     a, b = needle_span(ids[0].tolist())
-    st, _ = _run_with_hooks(model, ids)
+    seen = _run_with_hooks(model, ids)
     needle = [a <= t < b for t in range(ids.shape[1])]
-    return dict(needle=needle, **{str(i): st.memory[i].surprise[0].float().cpu().tolist() for i, _ in memory_layers(model)})
+    return dict(needle=needle, **{str(i): seen[i][2].surprise[0].float().cpu().tolist() for i, _ in memory_layers(model)})
 
 
 def diagnostics(model, doc, mask) -> dict:

@@ -203,10 +203,34 @@ def train_run(spec: dict, deadline_at: float | None = None, log=None) -> dict:
     train_s = time.time() - t_train
     acc, tl = evaluate(model, xte, yte, dev, spec['eval_batch']) if math.isfinite(run_loss) else (0.0, float('nan'))
     curve.append(dict(step=done, train_loss=run_loss / max(1, n_loss), test_acc=acc, test_loss=tl, eval_n=len(xte)))
-    return dict(test_acc=acc, test_loss=tl, steps_done=done, complete=done == steps and math.isfinite(run_loss),
+    diag = (memory_diagnostics(model, xte[:32].to(dev), yte[:32].to(dev), pairs)
+            if 'memory' in spec['mixer'] and math.isfinite(run_loss) else None)
+    return dict(diagnostics=diag, test_acc=acc, test_loss=tl, steps_done=done, complete=done == steps and math.isfinite(run_loss),
                 diverged=not math.isfinite(run_loss), epochs=done * bs / len(xtr), curve=curve,
                 params=sum(p.numel() for p in model.parameters()), wall_s=time.time() - t0,
                 train_s=train_s, s_per_step=train_s / max(1, done))
+
+
+def memory_diagnostics(model, x, y, pairs: int) -> dict:
+    """Issue 16's checks of a trained memory-bearing model on MQAR sequences `x` with labels `y` (on the model's device),
+    per memory block: `store`: do the fast weights after the sequence recall the pairs (`store_cosines` at the pairs'
+    value tokens, whose conv window holds the key); `read`: the memory branch's size at the query keys against
+    elsewhere; `grads`: the outer loop's gradient norms reaching W_Q, W_K, W_V, the gates and the initial weights."""
+    import torch.nn.functional as F
+    la = _length_analysis()
+    seen = la.capture(model, lambda: model(x))
+    pos = list(range(1, 2 * pairs, 2))
+    where = y != -100
+    return dict(store={str(i): la.store_cosines(layer, seen[i][0], seen[i][2], pos) for i, layer in la.memory_layers(model)},
+                read={str(i): la.read_ratio(seen[i][0], seen[i][1], where) for i, _ in la.memory_layers(model)},
+                grads=la.grad_norms(model, lambda: F.cross_entropy(model(x, where).float(), y[where])))
+
+
+def _length_analysis():
+    "Study B's analysis module (the memory diagnostics), imported by path."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('length_analysis', ROOT / 'experiments' / 'length' / 'analysis.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); return mod
 
 
 # ---------------------------------------------------------------------------------------------------- provenance
