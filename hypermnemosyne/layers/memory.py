@@ -44,8 +44,10 @@ def mlp_grads(ws: list, k: torch.Tensor, v: torch.Tensor):
     return hs, gs, r.pow(2).sum(-1)
 
 def grad_norm(hs: list, gs: list) -> torch.Tensor:
-    "Frobenius norm of each token's full weight gradient, `[b, h, n]`, from its factors (‖a⊗g‖ = ‖a‖·‖g‖)."
-    return sum(h.pow(2).sum(-1) * g.pow(2).sum(-1) for h, g in zip(hs, gs)).sqrt()
+    """Frobenius norm of each token's full weight gradient, `[b, h, n]`, from its factors (‖a⊗g‖ = ‖a‖·‖g‖).
+    The square is floored at 1e-24 before the root: √ has an infinite derivative at 0, and a token whose gradient is
+    exactly zero (M(k) = v, or an underflow) would otherwise turn the outer loop's gradient into NaN (0·∞)."""
+    return sum(h.pow(2).sum(-1) * g.pow(2).sum(-1) for h, g in zip(hs, gs)).clamp_min(1e-24).sqrt()
 
 # %% ../../nbs/05_memory.ipynb #26b83d32
 def chunk_coefficients(theta, log_eta, log_beta):
