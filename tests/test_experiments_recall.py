@@ -71,6 +71,9 @@ def test_miniature_sweep_writes_complete_jsons_skips_finished_runs_and_feeds_the
         for b in ('0', '1'):
             assert all(-1 <= dg['store'][b][k] <= 1 for k in ('stored', 'init', 'random'))
             assert dg['read'][b]['question'] > 0 and dg['grads'][b]['W_K'] > 0 and dg['grads'][b]['gate_lr'] > 0
+        import matplotlib; matplotlib.use('Agg')
+        fig = run_mod._length_analysis().plot_diagnostics(dict(j, set='mini'))          # the notebook's figure
+        assert len(fig.axes) == 3 and len(fig.axes[0].patches) == 2 * 3                  # 2 blocks x stored/init/random
     again = runner(*args)
     assert again.returncode == 0 and '2 runs, 2 already done, 0 to run' in again.stdout and 'acc ' not in again.stdout
     recs = analysis.load_results(tmp_path)                                         # root/<set>/*.json, set 'mini'

@@ -286,20 +286,22 @@ def plot_curves(records: list[dict], title: str = ''):
     return fig
 
 
-def plot_diagnostics(r: dict):
-    "The four memory diagnostics of one run (its `diagnostics` field): store, read, gradients, surprise."
+def plot_diagnostics(r: dict, title: str | None = None):
+    """The memory diagnostics of one run (its `diagnostics` field): store, read, gradients and, where recorded, surprise.
+    Works for both studies' records (the store panel shows whichever cosines the run recorded)."""
     import matplotlib.pyplot as plt
     dg = r['diagnostics']
     blocks = sorted(dg['store'], key=int)
-    fig, axs = plt.subplots(1, 4, figsize=(15, 3))
-    w = 0.8 / 4
-    for j, key in enumerate(('needle', 'needle_init', 'filler', 'random')):
+    keys = [k for k in dg['store'][blocks[0]] if any(dg['store'][b][k] is not None for b in blocks)]
+    fig, axs = plt.subplots(1, 4 if 'surprise' in dg else 3, figsize=(15 if 'surprise' in dg else 11.5, 3))
+    w = 0.8 / len(keys)
+    for j, key in enumerate(keys):
         axs[0].bar([i + j * w for i in range(len(blocks))], [dg['store'][b][key] or 0 for b in blocks], w, label=key)
-    axs[0].set(xticks=[i + 1.5 * w for i in range(len(blocks))], xticklabels=[f'block {b}' for b in blocks],
-               ylabel='cos(M(k), v)', title='store: is the needle written?'); axs[0].legend(fontsize=7)
+    axs[0].set(xticks=[i + (len(keys) - 1) * w / 2 for i in range(len(blocks))], xticklabels=[f'block {b}' for b in blocks],
+               ylabel='cos(M(k), v)', title='store: is it written?'); axs[0].legend(fontsize=7)
     for j, key in enumerate(('question', 'other')):
         axs[1].bar([i + j * 0.4 for i in range(len(blocks))], [dg['read'][b][key] for b in blocks], 0.4, label=key)
-    axs[1].set(xticks=[i + 0.2 for i in range(len(blocks))], xticklabels=[f'block {b}' for b in blocks],
+    axs[1].set(xticks=[i + 0.2 for i in range(len(blocks))], xticklabels=[f'block {b}' for b in blocks], yscale='log',
                ylabel='|memory out| / |in|', title='read: used at the question?'); axs[1].legend(fontsize=7)
     names = ('W_Q', 'W_K', 'W_V', 'gate_lr', 'gate_momentum', 'gate_decay', 'out_proj', 'init_weights')
     for j, b in enumerate(blocks):
@@ -307,12 +309,13 @@ def plot_diagnostics(r: dict):
     axs[2].axhline(dg['grads']['rest_rms'], color='k', ls=':', lw=1, label='other matrices (mean)')
     axs[2].set(xticks=range(len(names)), yscale='log', title='outer-loop gradient norms'); axs[2].legend(fontsize=7)
     axs[2].set_xticklabels(names, rotation=60, fontsize=7)
-    nd = dg['surprise']['needle']
-    for b in blocks:
-        s = dg['surprise'][b]
-        axs[3].scatter([t for t in range(len(s)) if not nd[t]], [s[t] for t in range(len(s)) if not nd[t]], s=2, c='0.6')
-        axs[3].scatter([t for t in range(len(s)) if nd[t]], [s[t] for t in range(len(s)) if nd[t]], s=4, c='C3')
-    axs[3].set(xlabel='token', ylabel='surprise ‖M(k)−v‖²', title='surprise: needle (red) vs filler (grey)')
-    fig.suptitle(f"{r['arm']} seed {r['seed']} ({r['set']})")
+    if 'surprise' in dg:
+        nd = dg['surprise']['needle']
+        for b in blocks:
+            s = dg['surprise'][b]
+            axs[3].scatter([t for t in range(len(s)) if not nd[t]], [s[t] for t in range(len(s)) if not nd[t]], s=2, c='0.6')
+            axs[3].scatter([t for t in range(len(s)) if nd[t]], [s[t] for t in range(len(s)) if nd[t]], s=4, c='C3')
+        axs[3].set(xlabel='token', ylabel='surprise ‖M(k)−v‖²', title='surprise: needle (red) vs filler (grey)')
+    fig.suptitle(title or f"{r.get('arm') or r.get('mixer')} seed {r['seed']} ({r['set']})")
     fig.tight_layout()
     return fig
