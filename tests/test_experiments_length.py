@@ -34,6 +34,17 @@ def test_arms_are_the_issue_models():
     assert hy.attn_window == 0 and hy.memory_layers == (3,) and hy.jepa_weight == 0
 
 
+def test_task_rows_mix_passkey_and_mqar_or_passkey_only():
+    import numpy as np
+    run = _load('run')
+    q = b'What is the pass key? The pass key is '
+    is_pk = lambda row: q in bytes(int(t) for t in row if int(t) < 256)
+    both, m = run.task_rows(4, 256, np.random.default_rng(0))
+    only, m2 = run.task_rows(4, 256, np.random.default_rng(0), tasks='passkey')
+    assert [is_pk(r) for r in both] == [True, False, True, False] and all(is_pk(r) for r in only)
+    assert (m2.sum(1) == 5).all() and (m2[:, -5:]).all()                 # the 5 answer digits at the end of each row
+
+
 def test_miniature_writes_complete_jsons_that_the_verdicts_read(tmp_path):
     r = runner('--preset', 'tiny', '--arms', 'ssd,ssd+memory', '--steps', '2', '--batch_size', '3', '--seq_len', '128',
                '--eval_every', '1', '--curve_n', '2', '--eval_n', '2', '--eval_batch', '2', '--mem_chunk', '16',
