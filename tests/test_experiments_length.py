@@ -39,10 +39,15 @@ def test_task_rows_mix_passkey_and_mqar_or_passkey_only():
     run = _load('run')
     q = b'What is the pass key? The pass key is '
     is_pk = lambda row: q in bytes(int(t) for t in row if int(t) < 256)
-    both, m = run.task_rows(4, 256, np.random.default_rng(0))
-    only, m2 = run.task_rows(4, 256, np.random.default_rng(0), tasks='passkey')
+    both, m, n = run.task_rows(4, 256, np.random.default_rng(0))
+    only, m2, n2 = run.task_rows(4, 256, np.random.default_rng(0), tasks='passkey')
     assert [is_pk(r) for r in both] == [True, False, True, False] and all(is_pk(r) for r in only)
     assert (m2.sum(1) == 5).all() and (m2[:, -5:]).all()                 # the 5 answer digits at the end of each row
+    assert n[1].sum() == n[3].sum() == 0 and (n2.sum(1) > 0).all()       # needle masks: passkey rows only
+    for row, nd in zip(only, n2):                                          # the needle holds the answer's digits
+        text = bytes(int(t) for t in row[nd]).decode()
+        key = bytes(int(t) for t in row[-5:]).decode()
+        assert text.startswith('The pass key is ' + key) and text.endswith(key + ' is the pass key. ')
 
 
 def test_miniature_writes_complete_jsons_that_the_verdicts_read(tmp_path):

@@ -66,25 +66,31 @@ def corpus_tokens(max_mb: float, cache_dir) -> np.ndarray:
     return np.asarray(tokenize_corpus(split, ByteTokenizer(), cache_dir))
 
 
-def task_rows(n: int, seq_len: int, rng, tasks: str = 'passkey,mqar') -> tuple[torch.Tensor, torch.Tensor]:
+def task_rows(n: int, seq_len: int, rng, tasks: str = 'passkey,mqar') -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`n` task documents of `seq_len` tokens, alternately passkey (random depth) and MQAR (random pair count), or
-    passkey only (`tasks='passkey'`); answer masks."""
-    toks, masks, pairs = [], [], (mqar_pairs_for(seq_len) if 'mqar' in tasks else [])
+    passkey only (`tasks='passkey'`); their answer masks and needle masks (the needle sentence of a passkey row)."""
+    toks, masks, needles, pairs = [], [], [], (mqar_pairs_for(seq_len) if 'mqar' in tasks else [])
     for j in range(n):
         s = int(rng.integers(1 << 30))
-        tb = (passkey(seq_len, float(rng.uniform(0.05, 0.95)), seed=s) if j % 2 == 0 or not pairs else
+        pk = j % 2 == 0 or not pairs
+        tb = (passkey(seq_len, float(rng.uniform(0.05, 0.95)), seed=s) if pk else
               mqar(p := int(rng.choice(pairs)), p, 256, seq_len=seq_len, seed=s))
-        toks.append(tb.tokens); masks.append(tb.mask)
-    return torch.cat(toks), torch.cat(masks)
+        nd = torch.zeros_like(tb.mask)
+        if pk:
+            a, b = analysis.needle_span(tb.tokens[0].tolist()); nd[:, a:b] = True
+        toks.append(tb.tokens); masks.append(tb.mask); needles.append(nd)
+    return torch.cat(toks), torch.cat(masks), torch.cat(needles)
 
 
-def mixed_loss(model, ids, mask, n_lm: int):
-    "LM cross-entropy over the first `n_lm` rows plus answer cross-entropy over the task rows (equal weight)."
+def mixed_loss(model, ids, mask, n_lm: int, needle=None):
+    """LM cross-entropy over the first `n_lm` rows plus answer cross-entropy over the task rows (equal weight); with a
+    `needle` mask, plus the cross-entropy over the needle sentences (a short-range copy: the key appears twice in it)."""
     logits = model(ids).logits
     lm = lm_loss(logits[:n_lm], ids[:n_lm], model.config.pad_id)
-    m = mask[n_lm:, 1:]
-    task = F.cross_entropy(logits[n_lm:, :-1][m].float(), ids[n_lm:, 1:][m]) if m.any() else lm * 0
-    return lm + task, lm.detach(), task.detach()
+    ce = lambda m: F.cross_entropy(logits[n_lm:, :-1][m].float(), ids[n_lm:, 1:][m]) if m.any() else lm * 0
+    task = ce(mask[n_lm:, 1:])
+    extra = ce(needle[n_lm:, 1:]) if needle is not None else 0
+    return lm + task + extra, lm.detach(), task.detach()
 
 
 # ------------------------------------------------------------------------------------------------------- training
@@ -127,10 +133,12 @@ def train_run(spec: dict, tokens: np.ndarray, stop_at: float | None = None, log=
         f = (step + 1) / spec['warmup'] if step < spec['warmup'] else 0.1 + 0.45 * (1 + math.cos(math.pi * p))
         for g, b in zip(opt.param_groups, base): g['lr'] = b * f
         lm_ids = next(loader)
-        tk, tm = task_rows(n_task, T, rng, spec.get('tasks', 'passkey,mqar')) if n_task else (torch.empty(0, T, dtype=torch.long), torch.empty(0, T, dtype=torch.bool))
+        empty = torch.empty(0, T, dtype=torch.bool)
+        tk, tm, tn = task_rows(n_task, T, rng, spec.get('tasks', 'passkey,mqar')) if n_task else (empty.long(), empty, empty)
         ids = torch.cat([lm_ids, tk]).to(dev)
-        mask = torch.cat([torch.zeros(len(lm_ids), T, dtype=torch.bool), tm]).to(dev)
-        loss, lm, task = mixed_loss(model, ids, mask, len(lm_ids))
+        no = torch.zeros(len(lm_ids), T, dtype=torch.bool)
+        mask, needle = torch.cat([no, tm]).to(dev), torch.cat([no, tn]).to(dev)
+        loss, lm, task = mixed_loss(model, ids, mask, len(lm_ids), needle if spec.get('needle_loss') else None)
         opt.zero_grad(set_to_none=True)
         done = step + 1
         if torch.isfinite(loss):
@@ -193,6 +201,7 @@ def parser():
     p.add_argument('--batch_size', type=int, default=16)
     p.add_argument('--seq_len', type=int, default=1024, help='training length (passkey is evaluated at 1x, 4x, 16x of it)')
     p.add_argument('--task_frac', type=float, default=1 / 3, help='share of each batch that is passkey/MQAR documents')
+    p.add_argument('--needle_loss', action='store_true', help="also train on the passkey rows' needle sentences")
     p.add_argument('--tasks', default='passkey,mqar', choices=('passkey,mqar', 'passkey'), help='the task documents in the batch')
     p.add_argument('--window', type=int, default=128, help='sliding window of the swa arms')
     p.add_argument('--mem_chunk', type=int, default=64, help='memory chunk of the +memory arms (hybrid keeps its preset)')
@@ -258,7 +267,7 @@ def parent_main(a, argv):
     tmp = Path(tempfile.mkdtemp(prefix='hm_length_'))
     np.save(tmp / 'tokens.npy', corpus_tokens(a.max_corpus_mb, tmp / 'cache'))
     specs = [dict(arm=arm, seed=s, preset=a.preset, steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len,
-                  task_frac=a.task_frac, tasks=a.tasks, window=a.window, mem_chunk=a.mem_chunk, mem_compile=a.mem_compile,
+                  task_frac=a.task_frac, tasks=a.tasks, needle_loss=a.needle_loss, window=a.window, mem_chunk=a.mem_chunk, mem_compile=a.mem_compile,
                   muon_lr=a.muon_lr, adamw_lr=a.adamw_lr, warmup=a.warmup, max_skips=a.max_skips, eval_every=a.eval_every, curve_n=a.curve_n,
                   eval_n=a.eval_n, eval_batch=a.eval_batch, corpus='stdlib', max_corpus_mb=a.max_corpus_mb,
                   device=a.device, loss='LM CE on LM rows + answer CE on task rows', optimizer='MuonWithAdamW', schedule='linear warmup, cosine to 0.1x over the steps or the time to the training stop, whichever ends first')
