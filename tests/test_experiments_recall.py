@@ -155,3 +155,15 @@ def test_memory_diagnostics_see_what_the_memory_wrote():
         assert s['stored'] > s['init'] + 0.1 and s['stored'] > s['random'] + 0.1, s
     la = run_mod._length_analysis()
     assert la.memory_layers(run_mod.build_model('attention', 64)) == []
+
+
+def test_zoology_figure_keeps_one_colour_per_mixer_across_panels():
+    import matplotlib; matplotlib.use('Agg')
+    rec = lambda m, seq, pairs, d, acc: dict(mixer=m, seq=seq, pairs=pairs, d_model=d, lr=3e-3, seed=0, test_acc=acc,
+                                             steps=10, batch_size=8)
+    fig = analysis.plot_zoology([rec('ssd', 128, 8, 256, 0.8), rec('attention', 256, 16, 128, 1.0),
+                                 rec('ssd', 256, 16, 128, 0.1)])
+    colour = lambda ax, m: next(l.get_color() for l in ax.get_lines() if l.get_label() == m)
+    a, b = fig.axes
+    assert colour(a, 'ssd') == colour(b, 'ssd') != colour(b, 'attention')        # the lone ssd point is not drawn as attention
+    assert [t.get_text() for t in b.get_legend().get_texts()] == ['attention', 'ssd']

@@ -125,12 +125,13 @@ def plot_zoology(records: list[dict], title: str = ''):
     for ax, (seq, pairs) in zip(axs[0], settings):
         for m in MIXERS:
             row = sorted((p['d_model'], p['min_acc'], p['mean_acc']) for p in pts if (p['mixer'], p['seq'], p['pairs']) == (m, seq, pairs))
-            if row: ax.plot([r[0] for r in row], [r[1] for r in row], 'o-', label=m)
+            if row: ax.plot([r[0] for r in row], [r[1] for r in row], 'o-', label=m, color=f'C{MIXERS.index(m)}')
         ax.set(xscale='log', title=f'seq {seq}, {pairs} pairs', xlabel='d_model', ylim=(-0.03, 1.03))
         ax.set_xticks(sorted({p['d_model'] for p in pts}), [str(d) for d in sorted({p['d_model'] for p in pts})])
         ax.minorticks_off(); ax.grid(alpha=0.3)
     axs[0][0].set_ylabel('MQAR accuracy (worst seed)')
-    axs[0][-1].legend(fontsize=8)
+    handles = {h.get_label(): h for ax in axs[0] for h in ax.get_lines()}          # every mixer, from any panel
+    axs[0][-1].legend([handles[m] for m in MIXERS if m in handles], [m for m in MIXERS if m in handles], fontsize=8)
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
