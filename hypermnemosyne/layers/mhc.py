@@ -363,6 +363,8 @@ class HyperConnection(nn.Module):
         if dynamic:
             shape = (n * dim, n * n + 2 * n) if mode == 'mhc' else (dim, n + 2)
             self.phi, self.alpha = nn.Parameter(torch.empty(shape)), nn.Parameter(torch.empty(3))
+            # alpha spread over the [pre | post | res] columns by one gather (its backward is one scatter-add)
+            self.register_buffer('_alpha_idx', torch.tensor([0] * n + [1] * n + [2] * n * n), persistent=False)
         self.b_pre, self.b_post, self.b_res = (nn.Parameter(torch.empty(sh)) for sh in ((n,), (n,), (n, n)))
         self.reset_parameters()
 
@@ -402,10 +404,12 @@ class HyperConnection(nn.Module):
             if self.dynamic and self.mode == 'mhc':
                 flat = streams.reshape(b, t, n * c)
                 proj = _project(flat, self.phi, self.eps)                      # [b, t, n²+2n], fp32
-                # one fused affine on the contiguous [b, t, n²+2n] block instead of three strided ones
-                scale = torch.cat([self.alpha[0].expand(n), self.alpha[1].expand(n), self.alpha[2].expand(n * n)])
-                h = torch.addcmul(torch.cat([pre, post, res.flatten()]), proj, scale.to(acc))
-                pre, post, res = h[..., :n], h[..., n:2 * n], h[..., 2 * n:].reshape(b, t, n, n)
+                # one fused affine on the contiguous [b, t, n²+2n] block instead of three strided ones, one sigmoid
+                # for pre and post; `split` (not three slices) so the backward joins the parts with one cat
+                h = torch.addcmul(torch.cat([pre, post, res.flatten()]), proj, self.alpha.to(acc)[self._alpha_idx])
+                pp, res = h.split([2 * n, n * n], -1)
+                h_pre, h_post = torch.sigmoid(pp).split([n, n], -1)
+                return h_pre, 2 * h_post, self._sinkhorn(res.reshape(b, t, n, n))
             elif self.dynamic:  # hc: per-stream norm, shared projection, tanh
                 xs = streams.to(acc)
                 xs = xs * torch.rsqrt(xs.pow(2).mean(-1, keepdim=True) + self.eps)
