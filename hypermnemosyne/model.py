@@ -166,6 +166,9 @@ class HMConfig:
                 for i in range(self.n_layers)]
     @property
     def n_sublayers(self) -> int: return 2 * self.n_layers + len(self.memory_layers)
+    def compiles_blocks(self, device) -> bool:
+        "Whether training forwards on `device` run compiled blocks (`compile`; None: on CUDA)."
+        return get_device(device).type == 'cuda' if self.compile is None else self.compile
 
     # serialisation
     def to_dict(self) -> dict:
@@ -343,17 +346,12 @@ class HyperMnemosyne(nn.Module):
     # --- forward ------------------------------------------------------------------------------------------------
     def _stream_dtype(self, device) -> torch.dtype: return getattr(torch, self.config.stream_dtype)
 
-    def compiles_blocks(self, device) -> bool:
-        "Whether training forwards on `device` run compiled blocks (`config.compile`; None: on CUDA)."
-        c = self.config.compile
-        return get_device(device).type == 'cuda' if c is None else c
-
     def _train_block(self, i: int, device):
         """Block i for a training forward: itself, or its `torch.compile`d wrapper (made once, kept outside the module
         tree so parameter names and checkpoints are unchanged). Blocks with a memory sublayer stay eager: the memory
         has its own compile switch (`mem_fast`)."""
         blk = self.blocks[i]
-        if blk.has_memory or not self.compiles_blocks(device): return blk
+        if blk.has_memory or not self.config.compiles_blocks(device): return blk
         cache = self.__dict__.setdefault('_compiled', {})
         if i not in cache: cache[i] = torch.compile(blk, **COMPILE_OPTIONS)
         return cache[i]

@@ -86,7 +86,8 @@ def _bench_configs(quick: bool) -> tuple[HMConfig, HMConfig, int, int]:
         ref = HMConfig.preset('tiny', mixer='attention', mhc_mode='residual', memory_layers=(), jepa_weight=0.0,
                               grad_checkpoint=True)
         return HMConfig.preset('tiny', grad_checkpoint=True), ref, 2, 16
-    return HMConfig.preset('base', grad_checkpoint=True), HMConfig.preset('transformer', grad_checkpoint=True), 4, 512
+    best = dict(grad_checkpoint=True, stream_dtype='bfloat16')   # both at their best: bf16 streams, compiled blocks
+    return HMConfig.preset('base', **best), HMConfig.preset('transformer', **best), 4, 512
 
 def _ratio(a: dict, b: dict) -> float | None: return (a['ms'] / b['ms']) if a.get('ms') and b.get('ms') else None
 
@@ -105,13 +106,15 @@ def _overhead(label: str, a: dict, b: dict, name: str, error: str | None, **extr
 
 def _overhead_rows(run, base: HMConfig, rb: dict, name: str, cuda: bool, n_pairs: int, view_len: int,
                    tokens: int) -> list[dict]:
-    "Rows for the overheads of mHC, the memory, bf16 streams (CUDA only) and JEPA, each in the same run as `rb`."
+    """Rows for the overheads of mHC, the memory, fp32 streams and eager blocks (CUDA only: the settings `base` runs
+    with there) and JEPA, each in the same run as `rb`."""
     variants = [('mHC (vs residual)', dict(mhc_mode='residual')), ('memory (vs none)', dict(memory_layers=()))]
-    if cuda: variants.append(('bf16 streams (vs fp32 streams)', dict(stream_dtype='bfloat16')))
+    if cuda: variants += [('fp32 streams (vs bf16 streams)', dict(stream_dtype='float32')),
+                          ('eager blocks (vs compiled)', dict(compile=False))]
     rows = []
     for label, ov in variants:
         r = run(dataclasses.replace(base, **ov))
-        a, b = (r, rb) if 'streams' in label else (rb, r)        # ours = the variant with the component on
+        a, b = (r, rb) if label.startswith(('fp32', 'eager')) else (rb, r)   # ours = the variant that costs more
         rows.append(_overhead(label, a, b, name, r.get('error')))
     r = run(base, views_fn=lambda b, d: _bench_views(base, n_pairs, view_len, d))
     rows.append(_overhead(f'JEPA (vs none, {n_pairs} view pairs of {view_len}+{view_len} tokens)', r, rb, name,
@@ -135,7 +138,8 @@ def bench_model(quick: bool = False, seq_len: int | None = None, batch: int | No
     if dev.type == 'cuda': _bench_step(base, batch, seq_len, dev, warmup=2, repeats=1)   # untimed: autotune, clocks
     rb, rr = run(base), run(ref)
     pb, pr = _perf(base, rb, tok, seq_len, peak), _perf(ref, rr, tok, seq_len, peak)
-    rows = [dict(component=f'model {"tiny" if quick else "base"} vs transformer, fwd+bwd b={batch} T={seq_len}',
+    how = f'{"compiled" if base.compiles_blocks(dev) else "eager"}, {base.stream_dtype} streams'
+    rows = [dict(component=f'model {"tiny" if quick else "base"} vs transformer ({how}), fwd+bwd b={batch} T={seq_len}',
                  ours_ms=rb.get('ms'), ref_ms=rr.get('ms'), ratio=_ratio(rr, rb), device=name,
                  tokens_per_s=pb.get('tokens_per_s'), ref_tokens_per_s=pr.get('tokens_per_s'),
                  throughput_vs_ref=_ratio(rr, rb), mfu=pb.get('mfu'), ref_mfu=pr.get('mfu'), tflops=pb.get('tflops'),
@@ -150,8 +154,8 @@ def bench_model(quick: bool = False, seq_len: int | None = None, batch: int | No
     return rows
 
 # %% ../../nbs/13_bench/model.ipynb #d9b03716
-_NO_KERNEL = {'_unsafe_view', 'empty', 'empty_like', 'empty_strided', 'new_empty', 'new_empty_strided', 'lift_fresh_copy',
-              'set_', 'resize_', 'record_stream'}   # allocations and metadata changes: nothing runs on the device
+_NO_KERNEL = {'_unsafe_view', 'empty', 'empty_like', 'empty_strided', 'new_empty', 'new_empty_strided',
+              'lift_fresh_copy', 'set_', 'resize_', 'record_stream'}   # allocations, metadata: no device work
 
 def _launches(func) -> bool:
     "Whether a dispatched aten op runs device work on CUDA: it returns a tensor, is not a view, not a bare allocation."
@@ -161,10 +165,11 @@ def _launches(func) -> bool:
 def _fold(name: str) -> str: return re.sub(r'\.\d+(\.|$)', r'.*\1', name) or '(model)'
 
 class OpCounter(TorchDispatchMode):
-    """Counts the aten ops dispatched inside it that would launch device work (views, metadata and allocations left
-    out; a custom op such as a fused Triton kernel counts once), by op, and by module of `model` and phase. Forward ops go
-    to the innermost module running (so do the ops checkpointing recomputes in the backward); each autograd node is
-    tagged with the innermost module whose forward created it, and the other backward ops go to the node's module."""
+    """Counts the aten ops dispatched inside it that would launch device work (views, metadata and allocations
+    left out; a custom op such as a fused Triton kernel counts once), by op, and by module of `model` and phase.
+    Forward ops go to the innermost module running (so do the ops checkpointing recomputes in the backward); each
+    autograd node is tagged with the innermost module whose forward created it, and the other backward ops go to the
+    node's module."""
     def __init__(self, model: nn.Module | None = None):
         super().__init__()
         self.by_op, self.by_module, self.fwd, self.bwd = collections.Counter(), collections.Counter(), 0, 0

@@ -256,7 +256,7 @@ def _check_mixer_input(mod, u, cache, what='forward'):
 
 # %% ../../nbs/03_ssd.ipynb #72052d29
 def _launch_grid(pair, grid, *args, **meta):
-    "Run a `_jit_pair` kernel: compiled for CUDA tensors, interpreted (TRITON_INTERPRET=1 around the launch) on CPU ones."
+    "Run a `_jit_pair` kernel: compiled for CUDA tensors, interpreted (TRITON_INTERPRET=1 around it) on CPU ones."
     if args[0].is_cuda: pair[0][grid](*args, **meta)
     else:
         with _interpret_env('1'): pair[1][grid](*args, **meta)
