@@ -89,9 +89,9 @@ def decode_dispatch_count(model, state=None, ids=None) -> dict:
     dev = next(model.parameters()).device
     state = state if state is not None else model.init_state(1, device=dev)
     ids = ids if ids is not None else torch.zeros(state.mixer[0].batch, 1, dtype=torch.long, device=dev)
-    count, orig = _CountOps(), mhc.sinkhorn_knopp          # the projection every mHC sublayer calls
+    count, orig = _CountOps(), mhc.HyperConnection._sinkhorn    # the projection every mHC sublayer calls
     try:
-        mhc.sinkhorn_knopp = count.wrap(orig)
+        mhc.HyperConnection._sinkhorn = count.wrap(orig)
         with torch.no_grad(), count: model.step(ids, state)
-    finally: mhc.sinkhorn_knopp = orig
+    finally: mhc.HyperConnection._sinkhorn = orig
     return count.n

@@ -337,7 +337,7 @@ class HyperConnection(nn.Module):
     in `hc.last` (dict with `h_pre [b,t,n]`, `h_post [b,t,n]`, `h_res [b,t,n,n]`). `fast` (stored as `hc.fast`):
     None = the fused kernels where they run (`hc_uses_triton`), True = require them (on the CPU: the Triton
     interpreter, for tests), False = the torch reference throughout (Sinkhorn included); Sinkhorn takes its kernel
-    wherever `sinkhorn_knopp(fast=None)` does unless `fast=False`."""
+    wherever `sinkhorn_knopp(fast=None)` does, and with `fast=True` wherever triton runs it (n in 2, 4, 8, 16)."""
     def __init__(self, dim: int, n_streams: int = 4, mode: str = 'mhc', dynamic: bool = True, layer_idx: int = 0,
                  sinkhorn_iters: int = 20, bias_init: str = 'soft', norm: bool = True, eps: float = 1e-6,
                  fast: bool | None = None):
