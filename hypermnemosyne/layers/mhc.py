@@ -172,13 +172,15 @@ def _meta(n, c, mix=False):
     return dict(C=c, N=n, NP=NP, BC=_BLOCK_C or BC, num_warps=1)
 
 # %% ../../nbs/02_mhc.ipynb #93e6a9ff
-# Each kernel is a `torch.library` custom op on flat, contiguous tensors (M tokens): `torch.compile` sees one opaque
-# node with a fake (shape-only) implementation instead of breaking the graph at a Python `autograd.Function`, and the
-# backward is another custom op. The wrappers below do the flattening, casts and contiguity as ordinary torch ops.
+# Each kernel is a `torch.library` custom op on flat tensors (M tokens): `torch.compile` sees one opaque node with a
+# fake (shape-only) implementation instead of breaking the graph at a Python `autograd.Function`, and the backward is
+# another custom op. The wrappers below flatten and cast as ordinary torch ops; each op makes its inputs contiguous
+# itself (free when they are), because a compiler may hand a custom op other strides than eager code would.
 if _HAS_TRITON:
     @torch.library.custom_op('hypermnemosyne::hc_aggregate_fwd', mutates_args=())
     def _agg_fwd_op(h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         "h [M, n] fp32, s [M, n, c] -> x [M, c] (s's dtype)."
+        h, s = h.contiguous(), s.contiguous()
         x = s.new_empty(s.shape[0], s.shape[2])
         if s.shape[0]: _launch(_AGG_FWD, s.shape[0], s, h, x, **_meta(s.shape[1], s.shape[2]))
         return x
@@ -189,6 +191,7 @@ if _HAS_TRITON:
     @torch.library.custom_op('hypermnemosyne::hc_aggregate_bwd', mutates_args=())
     def _agg_bwd_op(h: torch.Tensor, s: torch.Tensor, dx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "-> (dh [M, n] fp32, ds [M, n, c])."
+        h, s, dx = h.contiguous(), s.contiguous(), dx.contiguous()
         ds, dh = torch.empty_like(s), h.new_empty(s.shape[0], s.shape[1])
         if s.shape[0]: _launch(_AGG_BWD, s.shape[0], s, h, dx, ds, dh, **_meta(s.shape[1], s.shape[2]))
         return dh, ds
@@ -205,6 +208,7 @@ if _HAS_TRITON:
     @torch.library.custom_op('hypermnemosyne::hc_mix_fwd', mutates_args=())
     def _mix_fwd_op(s: torch.Tensor, y: torch.Tensor, hr: torch.Tensor, hp: torch.Tensor) -> torch.Tensor:
         "s [M, n, c], y [M, c], hr [M, n, n] fp32, hp [M, n] fp32 -> out [M, n, c] (s's dtype)."
+        s, y, hr, hp = (t.contiguous() for t in (s, y, hr, hp))
         out = torch.empty_like(s)
         if s.shape[0]: _launch(_MIX_FWD, s.shape[0], s, y, hr, hp, out, **_meta(s.shape[1], s.shape[2], True))
         return out
@@ -216,6 +220,7 @@ if _HAS_TRITON:
     def _mix_bwd_op(s: torch.Tensor, y: torch.Tensor, hr: torch.Tensor, hp: torch.Tensor,
                     do: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         "-> (ds, dy, dhr, dhp), each like its input."
+        s, y, hr, hp, do = (t.contiguous() for t in (s, y, hr, hp, do))
         ds, dy, dhr, dhp = (torch.empty_like(t) for t in (s, y, hr, hp))
         if s.shape[0]:
             _launch(_MIX_BWD, s.shape[0], s, y, hr, hp, do, ds, dy, dhr, dhp, **_meta(s.shape[1], s.shape[2], True))

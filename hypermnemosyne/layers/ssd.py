@@ -337,8 +337,8 @@ def _conv_grid(x):
 if _HAS_TRITON:
     @torch.library.custom_op('hypermnemosyne::causal_conv1d_fwd', mutates_args=())
     def _conv_fwd_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, silu: bool) -> torch.Tensor:
-        "x [b, t, D] (any strides), weight [D, K] contiguous, bias [D] -> y [b, t, D] contiguous, x's dtype."
-        y = x.new_empty(x.shape)
+        "x [b, t, D] (any strides), weight [D, K], bias [D] -> y [b, t, D] contiguous, x's dtype."
+        weight, bias, y = weight.contiguous(), bias.contiguous(), x.new_empty(x.shape)
         if x.numel():
             grid, blk = _conv_grid(x)
             _launch_grid(_CONV_FWD, grid, x, weight, bias, y, x.shape[1], x.shape[2], *x.stride(),
@@ -351,8 +351,8 @@ if _HAS_TRITON:
     @torch.library.custom_op('hypermnemosyne::causal_conv1d_bwd', mutates_args=())
     def _conv_bwd_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dy: torch.Tensor,
                      silu: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        "-> (dx like x, dweight like weight, dbias like bias); dy contiguous."
-        K = weight.shape[1]
+        "-> (dx like x, dweight like weight, dbias like bias)."
+        weight, bias, dy, K = weight.contiguous(), bias.contiguous(), dy.contiguous(), weight.shape[1]
         dx = x.new_empty(x.shape)
         if not x.numel(): return dx, torch.zeros_like(weight), torch.zeros_like(bias)
         grid, blk = _conv_grid(x)
