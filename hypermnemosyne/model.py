@@ -356,6 +356,11 @@ class HyperMnemosyne(nn.Module):
         if i not in cache: cache[i] = torch.compile(blk, **COMPILE_OPTIONS)
         return cache[i]
 
+    def __getstate__(self):
+        "Copies and pickles leave the compiled wrappers behind (they would point at the original blocks)."
+        state = super().__getstate__() if hasattr(super(), '__getstate__') else self.__dict__
+        return {k: v for k, v in state.items() if k != '_compiled'}
+
     def _final_norm(self, x):
         "The final RMSNorm, its weight in x's dtype (bf16 streams take the fused kernel; no dtype-mismatch warning)."
         return F.rms_norm(x, self.norm.normalized_shape, self.norm.weight.to(x.dtype), self.norm.eps)
