@@ -391,8 +391,9 @@ def causal_conv1d(x, weight, bias, initial_state=None, silu: bool = True, fast: 
                          f'{tuple(weight.shape)}, {None if bias is None else tuple(bias.shape)}')
     if fast is None:
         if not (x.is_cuda and x.dtype != torch.float64): fast = False
-        elif (pkg := _causal_conv1d_pkg()) is not None:
-            y = pkg(x.transpose(1, 2), weight, bias, initial_states=initial_state, activation='silu' if silu else None)
+        elif (pkg := _causal_conv1d_pkg()) is not None:   # it takes x as [b, D, t] channels-last, and so the state
+            st = None if initial_state is None else initial_state.transpose(1, 2).contiguous().transpose(1, 2)
+            y = pkg(x.transpose(1, 2), weight, bias, initial_states=st, activation='silu' if silu else None)
             return y.transpose(1, 2)
         else: fast = _HAS_TRITON
     if not fast: return causal_conv1d_ref(x, weight, bias, initial_state, silu)
