@@ -347,11 +347,12 @@ class HyperMnemosyne(nn.Module):
     def _stream_dtype(self, device) -> torch.dtype: return getattr(torch, self.config.stream_dtype)
 
     def _train_block(self, i: int, device):
-        """Block i for a training forward: itself, or its `torch.compile`d wrapper (made once, kept outside the module
-        tree so parameter names and checkpoints are unchanged). Blocks with a memory sublayer stay eager: the memory
-        has its own compile switch (`mem_fast`)."""
+        """Block i for a stateless forward: itself, or, when training with gradients, its `torch.compile`d wrapper (made
+        once, kept outside the module tree so parameter names and checkpoints are unchanged). Blocks with a memory
+        sublayer stay eager: the memory has its own compile switch (`mem_fast`)."""
         blk = self.blocks[i]
-        if blk.has_memory or not self.config.compiles_blocks(device): return blk
+        train = self.training and torch.is_grad_enabled()
+        if blk.has_memory or not train or not self.config.compiles_blocks(device): return blk
         cache = self.__dict__.setdefault('_compiled', {})
         if i not in cache: cache[i] = torch.compile(blk, **COMPILE_OPTIONS)
         return cache[i]
