@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from .core import get_device, autocast_ctx, CliError, run_cli
 from .layers.memory import surprise_html
 from .train.checkpoint import load_run
+from .model import COMPILE_OPTIONS
 
 # %% auto #0
 __all__ = ['SAMPLING_DEFAULTS', 'check_sampling', 'filter_logits', 'sample_next', 'GenerationResult', 'generate_stream',
@@ -440,11 +441,20 @@ class GraphedStep:
     changed. `emulate=True` stands in for the CUDA graph on any device, for tests, with the same semantics: "capture"
     leaves every tensor as it was, and each "replay" re-runs the step with every Python number frozen at its
     capture-time value, so a step that depends on one (and would be wrong inside a real graph) gives wrong logits there
-    too."""
-    def __init__(self, model, state, warmup: int = 2, emulate: bool = False):
+    too.
+
+    `compile` (None: on CUDA without `emulate`): the step is `torch.compile`d before capture (options from
+    `model.COMPILE_OPTIONS`), so the graph replays Inductor's fused kernels instead of one launch per op; the warm-up
+    is then at least 3 calls, so that compiling (and the recompile that makes the changing positions dynamic) happens
+    before the capture."""
+    def __init__(self, model, state, warmup: int = 2, emulate: bool = False, compile: bool | None = None):
         dev = _check_graphable(model, state, emulate)
+        if compile not in (None, True, False): raise ValueError(f'compile must be None, True or False, got {compile!r}')
         for m in state.memory:
             if m is not None: m.defer_flush = True        # full buffers are written by _flush, never inside the graph
+        self.compiled = (dev.type == 'cuda' and not emulate) if compile is None else compile
+        self.step = torch.compile(model.step, **COMPILE_OPTIONS) if self.compiled else model.step
+        if self.compiled: warmup = max(warmup, 3)
         self.model, self.state, self.warmup, self.emulate, self.device = model, state, warmup, emulate, dev
         self.graph, self.replays = None, 0
 
@@ -452,7 +462,7 @@ class GraphedStep:
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         if self.warmup > 0:
             self.warmup -= 1
-            out = self.model.step(ids, self.state).logits
+            out = self.step(ids, self.state).logits
             self._flush()
             return out
         if self.graph is None: self._capture(ids)
@@ -477,7 +487,7 @@ class GraphedStep:
         "One step that copies every state tensor it rebinds back into the tensor captured at `tens0`'s path."
         st, model = self.state, self.model
         def fn():
-            logits = model.step(self.ids, st).logits
+            logits = self.step(self.ids, st).logits
             new = [p for p, v in _leaves(st) if torch.is_tensor(v) and p not in tens0]
             if new: raise ValueError(f'state entries {new} appeared during a step: run eager steps first (warmup >= 1)')
             for p, t0 in tens0.items():

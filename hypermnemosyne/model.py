@@ -19,8 +19,8 @@ from .layers.memory import MemoryLayer
 from .layers.jepa import lm_jepa_loss, make_view_batch, ViewBatch
 
 # %% auto #0
-__all__ = ['HM_PRESETS', 'HMConfig', 'SwiGLU', 'HMBlock', 'ModelOutput', 'ModelState', 'HyperMnemosyne', 'lm_loss',
-           'model_summary']
+__all__ = ['HM_PRESETS', 'COMPILE_OPTIONS', 'HMConfig', 'SwiGLU', 'HMBlock', 'ModelOutput', 'ModelState', 'HyperMnemosyne',
+           'lm_loss', 'model_summary']
 
 # %% ../nbs/09_model.ipynb #d9f87f3f
 _MIXERS = ('mamba2', 'attention')
@@ -66,6 +66,7 @@ class HMConfig:
     tie_embeddings: bool = True
     grad_checkpoint: bool = False
     autocast: bool | None = None       # None: bf16 on CUDA, fp32 on CPU
+    compile: bool | None = None        # torch.compile each block's training forward; None: on CUDA (see below)
     stream_dtype: str = 'float32'      # dtype of the residual streams: 'float32' | 'bfloat16'
     init_std: float = 0.02
     pad_id: int = 256
@@ -127,6 +128,8 @@ class HMConfig:
             bad('mem_heads', f'd_model={self.d_model} is not divisible by mem_heads; pick mem_heads dividing d_model')
         if self.mem_max_grad_norm is not None and not self.mem_max_grad_norm > 0:
             bad('mem_max_grad_norm', 'must be > 0, or None to switch the inner-gradient clip off')
+        if self.compile not in (None, True, False):
+            bad('compile', 'must be None (compiled blocks on CUDA), True (everywhere) or False (eager)')
         if self.mem_fast not in (None, True, False):
             bad('mem_fast', 'must be None (compiled on CUDA), True (require it) or False (eager)')
 
@@ -163,6 +166,9 @@ class HMConfig:
                 for i in range(self.n_layers)]
     @property
     def n_sublayers(self) -> int: return 2 * self.n_layers + len(self.memory_layers)
+    def compiles_blocks(self, device) -> bool:
+        "Whether training forwards on `device` run compiled blocks (`compile`; None: on CUDA)."
+        return get_device(device).type == 'cuda' if self.compile is None else self.compile
 
     # serialisation
     def to_dict(self) -> dict:
@@ -297,6 +303,8 @@ class ModelState:
             if m is not None: m.make_dynamic()
         return self
 
+COMPILE_OPTIONS: dict = {}      # keyword arguments of torch.compile for the blocks (the CPU test uses a light backend)
+
 class HyperMnemosyne(nn.Module):
     "The hybrid LM: embedding -> streams -> blocks -> reduce -> RMSNorm -> head."
     def __init__(self, config: HMConfig):
@@ -338,6 +346,22 @@ class HyperMnemosyne(nn.Module):
     # --- forward ------------------------------------------------------------------------------------------------
     def _stream_dtype(self, device) -> torch.dtype: return getattr(torch, self.config.stream_dtype)
 
+    def _train_block(self, i: int, device):
+        """Block i for a stateless forward: itself, or, when training with gradients, its `torch.compile`d wrapper (made
+        once, kept outside the module tree so parameter names and checkpoints are unchanged). Blocks with a memory
+        sublayer stay eager: the memory has its own compile switch (`mem_fast`)."""
+        blk = self.blocks[i]
+        train = self.training and torch.is_grad_enabled()
+        if blk.has_memory or not train or not self.config.compiles_blocks(device): return blk
+        cache = self.__dict__.setdefault('_compiled', {})
+        if i not in cache: cache[i] = torch.compile(blk, **COMPILE_OPTIONS)
+        return cache[i]
+
+    def __getstate__(self):
+        "Copies and pickles leave the compiled wrappers behind (they would point at the original blocks)."
+        state = super().__getstate__() if hasattr(super(), '__getstate__') else self.__dict__
+        return {k: v for k, v in state.items() if k != '_compiled'}
+
     def _final_norm(self, x):
         "The final RMSNorm, its weight in x's dtype (bf16 streams take the fused kernel; no dtype-mismatch warning)."
         return F.rms_norm(x, self.norm.normalized_shape, self.norm.weight.to(x.dtype), self.norm.eps)
@@ -368,8 +392,10 @@ class HyperMnemosyne(nn.Module):
                 if state is not None:
                     streams, state.mixer[i], state.memory[i] = blk(streams, state.mixer[i], state.memory[i],
                                                                    ttl=state.ttl)
-                elif use_ckpt: streams = checkpoint(_block_train, blk, streams, None, None, use_reentrant=False)
-                else: streams = _block_train(blk, streams)
+                elif use_ckpt:
+                    streams = checkpoint(_block_train, self._train_block(i, ids.device), streams, None, None,
+                                         use_reentrant=False)
+                else: streams = _block_train(self._train_block(i, ids.device), streams)
             h = self._final_norm(reduce_streams(streams))
             logits = self._logits(h)
         if state is not None: state.pos += ids.shape[1]

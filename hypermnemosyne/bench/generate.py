@@ -48,8 +48,26 @@ def _generate_rows(model, dev, preset: str, prompt_len: int, n_new: int, ttl: bo
                          ours_ms=ms, ref_ms=None, ratio=None, device=device_name(dev), tokens_per_s=n_new * 1e3 / ms))
     return rows
 
-def bench_generate(quick: bool = False, device=None, contexts=None, preset: str | None = None) -> list[dict]:
-    "Decode latency vs context length and generation tokens/s, ttl on and off (`quick`: tiny model on the CPU)."
+def _batched_rows(model, dev, preset: str, ctx: int, batch: int, reps: int) -> list[dict]:
+    """Tokens/s of `batch` sequences decoded together (one `step()` per token for all of them) after a `ctx`-token
+    prefix, eager and on CUDA from a CUDA graph: the throughput side of decoding, where batch 1 is its latency."""
+    st = model.init_state(batch, device=dev); st.ttl = False
+    with torch.no_grad(): model(torch.randint(0, 256, (batch, ctx), device=dev), state=st)
+    tok, name, rows = torch.randint(0, 256, (batch, 1), device=dev), device_name(dev), []
+    with torch.no_grad(): ms = time_fn(model.step, tok, st, warmup=3, repeats=reps, device=dev)
+    rows.append(dict(component=f'decode step {preset} batch={batch} ctx={ctx}', ours_ms=ms, ref_ms=None, ratio=None,
+                     device=name, tokens_per_s=batch * 1e3 / ms))
+    if dev.type == 'cuda':
+        gs = GraphedStep(model, st.make_static(st.pos + reps + 8))
+        g_ms = time_fn(gs, tok, warmup=3, repeats=reps, device=dev)
+        rows.append(dict(component=f'decode step {preset} batch={batch} ctx={ctx} cuda graph', ours_ms=g_ms, ref_ms=ms,
+                         ratio=ms / g_ms, device=name, tokens_per_s=batch * 1e3 / g_ms))
+    return rows
+
+def bench_generate(quick: bool = False, device=None, contexts=None, preset: str | None = None,
+                   batch: int | None = None) -> list[dict]:
+    """Decode latency vs context length and generation tokens/s, ttl on and off, and a batched-decode row (`batch`
+    sequences, default 8; 2 when `quick`: tiny model on the CPU)."""
     dev = get_device('cpu' if quick else device)
     preset = preset or ('tiny' if quick else 'base')
     contexts = contexts or ((32, 128) if quick else (1024, 8192, 32768))
@@ -59,6 +77,7 @@ def bench_generate(quick: bool = False, device=None, contexts=None, preset: str 
     for ttl in (False, True):
         rows += _decode_rows(model, dev, preset, contexts, ttl, reps=10 if quick else 50)
         rows += _generate_rows(model, dev, preset, contexts[0], 16 if quick else 256, ttl)
+    rows += _batched_rows(model, dev, preset, contexts[0], batch or (2 if quick else 8), reps=10 if quick else 50)
     return rows
 
 # %% ../../nbs/13_bench/generate.ipynb #f735dd95
@@ -89,9 +108,9 @@ def decode_dispatch_count(model, state=None, ids=None) -> dict:
     dev = next(model.parameters()).device
     state = state if state is not None else model.init_state(1, device=dev)
     ids = ids if ids is not None else torch.zeros(state.mixer[0].batch, 1, dtype=torch.long, device=dev)
-    count, orig = _CountOps(), mhc.sinkhorn_knopp          # the projection every mHC sublayer calls
+    count, orig = _CountOps(), mhc.HyperConnection._sinkhorn    # the projection every mHC sublayer calls
     try:
-        mhc.sinkhorn_knopp = count.wrap(orig)
+        mhc.HyperConnection._sinkhorn = count.wrap(orig)
         with torch.no_grad(), count: model.step(ids, state)
-    finally: mhc.sinkhorn_knopp = orig
+    finally: mhc.HyperConnection._sinkhorn = orig
     return count.n

@@ -4,14 +4,19 @@
 
 # %% ../../nbs/13_bench/model.ipynb #0fb7cd1e
 from __future__ import annotations
-import gc, dataclasses
+import gc, re, dataclasses, collections
 import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch._subclasses.fake_tensor import FakeTensorMode
 from ..core import get_device, time_fn, device_name
 from ..layers.jepa import make_view_batch, ViewBatch
 from ..model import HMConfig, HyperMnemosyne
+from ..layers.mhc import HyperConnection, _HAS_TRITON
 
 # %% auto #0
-__all__ = ['peak_flops', 'train_flops_per_token', 'bench_model']
+__all__ = ['peak_flops', 'train_flops_per_token', 'bench_model', 'OpCounter', 'count_step_ops', 'op_breakdown',
+           'cuda_kernel_count', 'bench_ops']
 
 # %% ../../nbs/13_bench/model.ipynb #a04624d8
 _PEAK_BF16 = (('H200', 989e12), ('H100 PCIe', 756e12), ('H100', 989e12), ('A100', 312e12), ('L40S', 362e12),
@@ -81,7 +86,8 @@ def _bench_configs(quick: bool) -> tuple[HMConfig, HMConfig, int, int]:
         ref = HMConfig.preset('tiny', mixer='attention', mhc_mode='residual', memory_layers=(), jepa_weight=0.0,
                               grad_checkpoint=True)
         return HMConfig.preset('tiny', grad_checkpoint=True), ref, 2, 16
-    return HMConfig.preset('base', grad_checkpoint=True), HMConfig.preset('transformer', grad_checkpoint=True), 4, 512
+    best = dict(grad_checkpoint=True, stream_dtype='bfloat16')   # both at their best: bf16 streams, compiled blocks
+    return HMConfig.preset('base', **best), HMConfig.preset('transformer', **best), 4, 512
 
 def _ratio(a: dict, b: dict) -> float | None: return (a['ms'] / b['ms']) if a.get('ms') and b.get('ms') else None
 
@@ -100,13 +106,15 @@ def _overhead(label: str, a: dict, b: dict, name: str, error: str | None, **extr
 
 def _overhead_rows(run, base: HMConfig, rb: dict, name: str, cuda: bool, n_pairs: int, view_len: int,
                    tokens: int) -> list[dict]:
-    "Rows for the overheads of mHC, the memory, bf16 streams (CUDA only) and JEPA, each in the same run as `rb`."
+    """Rows for the overheads of mHC, the memory, fp32 streams and eager blocks (CUDA only: the settings `base` runs
+    with there) and JEPA, each in the same run as `rb`."""
     variants = [('mHC (vs residual)', dict(mhc_mode='residual')), ('memory (vs none)', dict(memory_layers=()))]
-    if cuda: variants.append(('bf16 streams (vs fp32 streams)', dict(stream_dtype='bfloat16')))
+    if cuda: variants += [('fp32 streams (vs bf16 streams)', dict(stream_dtype='float32')),
+                          ('eager blocks (vs compiled)', dict(compile=False))]
     rows = []
     for label, ov in variants:
         r = run(dataclasses.replace(base, **ov))
-        a, b = (r, rb) if 'streams' in label else (rb, r)        # ours = the variant with the component on
+        a, b = (r, rb) if label.startswith(('fp32', 'eager')) else (rb, r)   # ours = the variant that costs more
         rows.append(_overhead(label, a, b, name, r.get('error')))
     r = run(base, views_fn=lambda b, d: _bench_views(base, n_pairs, view_len, d))
     rows.append(_overhead(f'JEPA (vs none, {n_pairs} view pairs of {view_len}+{view_len} tokens)', r, rb, name,
@@ -130,7 +138,8 @@ def bench_model(quick: bool = False, seq_len: int | None = None, batch: int | No
     if dev.type == 'cuda': _bench_step(base, batch, seq_len, dev, warmup=2, repeats=1)   # untimed: autotune, clocks
     rb, rr = run(base), run(ref)
     pb, pr = _perf(base, rb, tok, seq_len, peak), _perf(ref, rr, tok, seq_len, peak)
-    rows = [dict(component=f'model {"tiny" if quick else "base"} vs transformer, fwd+bwd b={batch} T={seq_len}',
+    how = f'{"compiled" if base.compiles_blocks(dev) else "eager"}, {base.stream_dtype} streams'
+    rows = [dict(component=f'model {"tiny" if quick else "base"} vs transformer ({how}), fwd+bwd b={batch} T={seq_len}',
                  ours_ms=rb.get('ms'), ref_ms=rr.get('ms'), ratio=_ratio(rr, rb), device=name,
                  tokens_per_s=pb.get('tokens_per_s'), ref_tokens_per_s=pr.get('tokens_per_s'),
                  throughput_vs_ref=_ratio(rr, rb), mfu=pb.get('mfu'), ref_mfu=pr.get('mfu'), tflops=pb.get('tflops'),
@@ -143,3 +152,135 @@ def bench_model(quick: bool = False, seq_len: int | None = None, batch: int | No
         rows.append(dict(component=f'base peak memory b=1 T={seq_len} (goal <= 22 GiB)', ours_ms=r1.get('ms'),
                          ref_ms=None, ratio=None, device=name, peak_gib=r1.get('peak_gib'), error=r1.get('error')))
     return rows
+
+# %% ../../nbs/13_bench/model.ipynb #d9b03716
+_NO_KERNEL = {'_unsafe_view', 'empty', 'empty_like', 'empty_strided', 'new_empty', 'new_empty_strided',
+              'lift_fresh_copy', 'set_', 'resize_', 'record_stream'}   # allocations, metadata: no device work
+
+def _launches(func) -> bool:
+    "Whether a dispatched aten op runs device work on CUDA: it returns a tensor, is not a view, not a bare allocation."
+    if func.is_view or func.__name__.split('.')[0] in _NO_KERNEL: return False
+    return any(str(r.type).startswith(('Tensor', 'List[Tensor]', 'Optional[Tensor]')) for r in func._schema.returns)
+
+def _fold(name: str) -> str: return re.sub(r'\.\d+(\.|$)', r'.*\1', name) or '(model)'
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten ops dispatched inside it that would launch device work (views, metadata and allocations
+    left out; a custom op such as a fused Triton kernel counts once), by op, and by module of `model` and phase.
+    Forward ops go to the innermost module running (so do the ops checkpointing recomputes in the backward); each
+    autograd node is tagged with the innermost module whose forward created it, and the other backward ops go to the
+    node's module."""
+    def __init__(self, model: nn.Module | None = None):
+        super().__init__()
+        self.by_op, self.by_module, self.fwd, self.bwd = collections.Counter(), collections.Counter(), 0, 0
+        self._stack, self._names = [], {m: _fold(n) for n, m in model.named_modules()} if model is not None else {}
+
+    def __enter__(self):
+        self._hooks = [nn.modules.module.register_module_forward_pre_hook(self._pre),
+                       nn.modules.module.register_module_forward_hook(self._post, always_call=True)]
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for h in self._hooks: h.remove()
+        return super().__exit__(*exc)
+
+    def _pre(self, mod, args):
+        if mod not in self._names: return
+        seen = [t.grad_fn._sequence_nr() for t in _tensors(args) if t.grad_fn is not None]
+        self._stack.append((self._names[mod], max(seen, default=-1)))
+
+    def _post(self, mod, args, out):
+        if mod not in self._names: return
+        name, before = self._stack.pop()
+        todo, seen = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None], set()
+        while todo:       # tag the nodes made inside this forward (newer than its inputs'; inner modules tagged theirs)
+            node = todo.pop()
+            if node is None or node in seen or node._sequence_nr() <= before: continue
+            seen.add(node); node.metadata.setdefault('hm_module', name)
+            todo += [f for f, _ in node.next_functions]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if _launches(func):
+            node = torch._C._current_autograd_node()          # None in the forward pass
+            if node is None: self.fwd += 1
+            else: self.bwd += 1
+            if self._stack: mod = self._stack[-1][0]          # a forward, or checkpointing's recomputation of one
+            else: mod = node.metadata.get('hm_module', '(outside)') if node is not None else '(outside)'
+            key = (mod, 'fwd' if node is None else 'bwd')
+            self.by_op[func.__name__.split('.')[0]] += 1; self.by_module[key] += 1
+        return out
+
+    @property
+    def total(self) -> int: return self.fwd + self.bwd
+
+def _tensors(out):
+    "The tensors in a module's output (a tensor, or nested tuples/lists of them and other things)."
+    if torch.is_tensor(out): return [out]
+    if isinstance(out, (tuple, list)): return [t for o in out for t in _tensors(o)]
+    return []
+
+def _fast_kernels(model: HyperMnemosyne) -> HyperMnemosyne:
+    "Every mHC wrapper on its fused kernels (as on CUDA; the custom ops' fake implementations make that free here)."
+    for m in model.modules():
+        if isinstance(m, HyperConnection) and m.mode != 'residual': m.fast = True
+    return model
+
+def count_step_ops(cfg: HMConfig, batch: int = 1, seq_len: int = 4096, fast: bool = True) -> OpCounter:
+    """Count the ops of one training step (`model.loss` forward + backward, no optimizer) of a fresh model on fake
+    tensors: shapes only, no arithmetic, so the real preset at its real length costs seconds on a CPU. One op that
+    launches device work ~ one CUDA kernel launch. `fast=True`: the mHC wrappers count their fused kernels (custom ops)
+    as on CUDA; the SSD and the gated norm still count the PyTorch reference (mamba-ssm's kernels cannot run here)."""
+    with FakeTensorMode() as fm:
+        model = HyperMnemosyne(cfg).train()
+        if fast and _HAS_TRITON: _fast_kernels(model)
+        ids = torch.randint(0, 256, (batch, seq_len))
+    with fm, OpCounter(model) as c:
+        loss, _ = model.loss(ids)
+        loss.backward()
+    return c
+
+def op_breakdown(counters: dict, top: int = 12) -> list[dict]:
+    """Rows `module, <name> fwd, <name> bwd` for the `top` modules by total ops over the counters (`{name: OpCounter}`);
+    a module's backward column includes what gradient checkpointing recomputes of its forward."""
+    keys = collections.Counter()
+    for c in counters.values():
+        for (mod, _), v in c.by_module.items(): keys[mod] += v
+    rows = []
+    for mod, _ in keys.most_common(top):
+        row = dict(module=mod)
+        for name, c in counters.items():
+            row[f'{name} fwd'], row[f'{name} bwd'] = c.by_module[(mod, 'fwd')], c.by_module[(mod, 'bwd')]
+        rows.append(row)
+    return rows
+
+def cuda_kernel_count(cfg: HMConfig, batch: int = 1, seq_len: int = 4096, device=None) -> int:
+    """Device activities (kernels, copies, memsets) of one real training step on CUDA, counted by `torch.profiler`
+    after an untimed step (autotuning and compilation happen there)."""
+    dev = get_device(device)
+    if dev.type != 'cuda': raise ValueError('cuda_kernel_count needs a CUDA device; on the CPU use count_step_ops')
+    torch.manual_seed(0)
+    m = HyperMnemosyne(cfg).to(dev).train()
+    ids = torch.randint(0, 256, (batch, seq_len), device=dev)
+    def step():
+        m.zero_grad(set_to_none=True); m.loss(ids)[0].backward(); torch.cuda.synchronize(dev)
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof: step()
+    return sum(e.device_type == torch.autograd.DeviceType.CUDA for e in prof.events())
+
+def bench_ops(batch: int = 1, seq_len: int = 4096, presets=('base', 'transformer'), fast: bool = True,
+              kernels: bool | None = None, **overrides) -> tuple[list[dict], dict]:
+    """Ops per training step (forward + backward, gradient checkpointing as in `bench_model`) for each preset, as rows
+    (`model, ops, fwd, bwd, ops_vs_<last preset>`), and the counters by name for `op_breakdown`. `autocast=True` by
+    default, as on CUDA; `overrides` go to every preset. `kernels` (default: when CUDA is available) adds the kernels
+    the profiler counts in a real step (`cuda_kernel_count`, with the presets' own fast paths)."""
+    kw = dict(grad_checkpoint=True, autocast=True, **overrides)
+    cfgs = {p: HMConfig.preset(p, **kw) for p in presets}
+    counters = {p: count_step_ops(cfg, batch, seq_len, fast) for p, cfg in cfgs.items()}
+    last = presets[-1]
+    rows = [dict(model=p, ops=c.total, fwd=c.fwd, bwd=c.bwd, **{f'ops_vs_{last}': c.total / counters[last].total})
+            for p, c in counters.items()]
+    if kernels if kernels is not None else torch.cuda.is_available():
+        for r in rows: r['cuda_kernels'] = cuda_kernel_count(cfgs[r['model']], batch, seq_len)
+        for r in rows: r[f'kernels_vs_{last}'] = r['cuda_kernels'] / rows[-1]['cuda_kernels']
+    return rows, counters

@@ -112,9 +112,9 @@ class AttentionMixer(nn.Module):
         return InferenceCache(kv=KVCache(batch, self.n_heads, self.head_dim, device or w.device, dtype or w.dtype))
 
     def rope(self, x, pos0=0):
-        """Rotate x [b, heads, t, head_dim] by the angles of positions pos0..pos0+t-1 (rotate-half form);
-        pos0: an int or a long tensor []."""
-        wd, t, hd = _work_dtype(x), x.shape[2], self.head_dim
+        """Rotate x [..., t, head_dim] (e.g. [b, heads, t, head_dim], or q and k stacked in front) by the angles of
+        positions pos0..pos0+t-1 (rotate-half form); pos0: an int or a long tensor []."""
+        wd, t, hd = _work_dtype(x), x.shape[-2], self.head_dim
         inv = self.rope_base ** (-torch.arange(0, hd, 2, device=x.device, dtype=wd) / hd)
         ang = (torch.arange(t, device=x.device) + pos0).to(wd)[:, None] * inv
         cos, sin = ang.cos(), ang.sin()
@@ -136,10 +136,10 @@ class AttentionMixer(nn.Module):
         if cache is not None and cache.kv is None:
             raise ValueError('this cache has no KV cache: use attention_mixer.init_state(batch)')
         b, t, _ = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)   # [b, H, t, hd]
-        if cache is not None and cache.kv.static: return self._forward_static(q, k, v, cache)
+        qkv = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)   # 3 x [b, H, t, hd]
+        if cache is not None and cache.kv.static: return self._forward_static(qkv, cache)
         pos0 = 0 if cache is None else cache.seqlen
-        q, k = self.rope(q, pos0), self.rope(k, pos0)
+        (q, k), v = self.rope(qkv[:2], pos0), qkv[2]          # q and k rotated together: one set of angles, one pass
         past, mask, causal = 0, None, False
         if cache is not None:
             past = cache.kv.length
@@ -162,11 +162,11 @@ class AttentionMixer(nn.Module):
             cache.kv.keep_last(self.window - 1)               # after SDPA: k, v may be views of the buffer
         return self.out_proj(y.transpose(1, 2).reshape(b, t, self.d_model))
 
-    def _forward_static(self, q, k, v, cache):
+    def _forward_static(self, qkv, cache):
         "Static KV cache: position from the device tensor, write in place, attend over the whole buffer under a mask."
-        b, _, t, _ = q.shape
+        b, _, t, _ = qkv.shape[1:]
         slot = cache.kv.index.clone()                         # buffer entry of this token, before the append moves it
-        q, k = self.rope(q, slot + cache.kv.base), self.rope(k, slot + cache.kv.base)
+        (q, k), v = self.rope(qkv[:2], slot + cache.kv.base), qkv[2]
         kc, vc = cache.kv.append(k, v)
         cache.seqlen += t
         qpos = slot + torch.arange(t, device=q.device)[:, None]   # entries hold contiguous positions: compare indices

@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import triton_available
-from ..ops.sinkhorn import sinkhorn_knopp, sinkhorn_knopp_ref
+from ..ops.sinkhorn import (sinkhorn_knopp, sinkhorn_knopp_ref, sinkhorn_uses_triton, _sk_fwd_triton,
+                                         _sk_bwd_triton, _TRITON_NS)
 
 try:
     import triton
@@ -171,44 +172,106 @@ def _meta(n, c, mix=False):
     return dict(C=c, N=n, NP=NP, BC=_BLOCK_C or BC, num_warps=1)
 
 # %% ../../nbs/02_mhc.ipynb #93e6a9ff
-class _Aggregate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, h_pre, streams):
-        *lead, n, c = streams.shape
-        s = streams.contiguous().view(-1, n, c); h = h_pre.float().contiguous().view(-1, n)
-        x = torch.empty(s.shape[0], c, dtype=streams.dtype, device=streams.device)
-        if s.shape[0]: _launch(_AGG_FWD, s.shape[0], s, h, x, **_meta(n, c))
-        ctx.save_for_backward(h, s); ctx.shape = (lead, n, c); ctx.h_dtype = h_pre.dtype
-        return x.view(*lead, c)
+# Each kernel is a `torch.library` custom op on flat tensors (M tokens): `torch.compile` sees one opaque node with a
+# fake (shape-only) implementation instead of breaking the graph at a Python `autograd.Function`, and the backward is
+# another custom op. The wrappers below flatten and cast as ordinary torch ops; each op makes its inputs contiguous
+# itself (free when they are), because a compiler may hand a custom op other strides than eager code would.
+if _HAS_TRITON:
+    @torch.library.custom_op('hypermnemosyne::hc_aggregate_fwd', mutates_args=())
+    def _agg_fwd_op(h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        "h [M, n] fp32, s [M, n, c] -> x [M, c] (s's dtype)."
+        h, s = h.contiguous(), s.contiguous()
+        x = s.new_empty(s.shape[0], s.shape[2])
+        if s.shape[0]: _launch(_AGG_FWD, s.shape[0], s, h, x, **_meta(s.shape[1], s.shape[2]))
+        return x
 
-    @staticmethod
-    def backward(ctx, dx):
-        h, s = ctx.saved_tensors; lead, n, c = ctx.shape
-        dx = dx.contiguous().view(-1, c)
-        ds = torch.empty_like(s); dh = torch.empty(s.shape[0], n, dtype=torch.float32, device=s.device)
-        if s.shape[0]: _launch(_AGG_BWD, s.shape[0], s, h, dx, ds, dh, **_meta(n, c))
-        return dh.view(*lead, n).to(ctx.h_dtype), ds.view(*lead, n, c)
+    @_agg_fwd_op.register_fake
+    def _(h, s): return s.new_empty(s.shape[0], s.shape[2])
 
-class _Mix(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, h_res, h_post, streams, y):
-        *lead, n, c = streams.shape
-        s = streams.contiguous().view(-1, n, c); yy = y.contiguous().view(-1, c)
-        hr = h_res.float().contiguous().view(-1, n, n); hp = h_post.float().contiguous().view(-1, n)
+    @torch.library.custom_op('hypermnemosyne::hc_aggregate_bwd', mutates_args=())
+    def _agg_bwd_op(h: torch.Tensor, s: torch.Tensor, dx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "-> (dh [M, n] fp32, ds [M, n, c])."
+        h, s, dx = h.contiguous(), s.contiguous(), dx.contiguous()
+        ds, dh = torch.empty_like(s), h.new_empty(s.shape[0], s.shape[1])
+        if s.shape[0]: _launch(_AGG_BWD, s.shape[0], s, h, dx, ds, dh, **_meta(s.shape[1], s.shape[2]))
+        return dh, ds
+
+    @_agg_bwd_op.register_fake
+    def _(h, s, dx): return h.new_empty(s.shape[0], s.shape[1]), torch.empty_like(s)
+
+    def _agg_setup(ctx, inputs, output): ctx.save_for_backward(*inputs)
+    def _agg_backward(ctx, dx):
+        h, s = ctx.saved_tensors
+        return _agg_bwd_op(h, s, dx.contiguous())
+    _agg_fwd_op.register_autograd(_agg_backward, setup_context=_agg_setup)
+
+    @torch.library.custom_op('hypermnemosyne::hc_mix_fwd', mutates_args=())
+    def _mix_fwd_op(s: torch.Tensor, y: torch.Tensor, hr: torch.Tensor, hp: torch.Tensor) -> torch.Tensor:
+        "s [M, n, c], y [M, c], hr [M, n, n] fp32, hp [M, n] fp32 -> out [M, n, c] (s's dtype)."
+        s, y, hr, hp = (t.contiguous() for t in (s, y, hr, hp))
         out = torch.empty_like(s)
-        if s.shape[0]: _launch(_MIX_FWD, s.shape[0], s, yy, hr, hp, out, **_meta(n, c, True))
-        ctx.save_for_backward(hr, hp, s, yy); ctx.shape = (lead, n, c); ctx.dtypes = (h_res.dtype, h_post.dtype)
-        return out.view(*lead, n, c)
+        if s.shape[0]: _launch(_MIX_FWD, s.shape[0], s, y, hr, hp, out, **_meta(s.shape[1], s.shape[2], True))
+        return out
 
-    @staticmethod
-    def backward(ctx, do):
-        hr, hp, s, yy = ctx.saved_tensors; lead, n, c = ctx.shape
-        do = do.contiguous().view(-1, n, c)
-        ds, dy = torch.empty_like(s), torch.empty_like(yy)
-        dhr = torch.empty_like(hr); dhp = torch.empty_like(hp)
-        if s.shape[0]: _launch(_MIX_BWD, s.shape[0], s, yy, hr, hp, do, ds, dy, dhr, dhp, **_meta(n, c, True))
-        return (dhr.view(*lead, n, n).to(ctx.dtypes[0]), dhp.view(*lead, n).to(ctx.dtypes[1]),
-                ds.view(*lead, n, c), dy.view(*lead, c))
+    @_mix_fwd_op.register_fake
+    def _(s, y, hr, hp): return torch.empty_like(s)
+
+    @torch.library.custom_op('hypermnemosyne::hc_mix_bwd', mutates_args=())
+    def _mix_bwd_op(s: torch.Tensor, y: torch.Tensor, hr: torch.Tensor, hp: torch.Tensor,
+                    do: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        "-> (ds, dy, dhr, dhp), each like its input."
+        s, y, hr, hp, do = (t.contiguous() for t in (s, y, hr, hp, do))
+        ds, dy, dhr, dhp = (torch.empty_like(t) for t in (s, y, hr, hp))
+        if s.shape[0]:
+            _launch(_MIX_BWD, s.shape[0], s, y, hr, hp, do, ds, dy, dhr, dhp, **_meta(s.shape[1], s.shape[2], True))
+        return ds, dy, dhr, dhp
+
+    @_mix_bwd_op.register_fake
+    def _(s, y, hr, hp, do): return tuple(torch.empty_like(t) for t in (s, y, hr, hp))
+
+    def _mix_setup(ctx, inputs, output): ctx.save_for_backward(*inputs)
+    def _mix_backward(ctx, do):
+        s, y, hr, hp = ctx.saved_tensors
+        return _mix_bwd_op(s, y, hr, hp, do.contiguous())
+    _mix_fwd_op.register_autograd(_mix_backward, setup_context=_mix_setup)
+
+    # Sinkhorn's kernels (ops.sinkhorn) as custom ops too, so a compiled block keeps them inside its graph.
+    def _kernel_env(t): return contextlib.nullcontext() if t.is_cuda else _interpret_env('1')
+
+    @torch.library.custom_op('hypermnemosyne::sinkhorn_fwd', mutates_args=())
+    def _sk_fwd_op(logits: torch.Tensor, iters: int) -> torch.Tensor:
+        "Sinkhorn-Knopp of contiguous logits [..., n, n] (n in 2, 4, 8, 16) by the Triton kernel."
+        with _kernel_env(logits): return _sk_fwd_triton(logits, iters)
+
+    @_sk_fwd_op.register_fake
+    def _(logits, iters): return torch.empty_like(logits)
+
+    @torch.library.custom_op('hypermnemosyne::sinkhorn_bwd', mutates_args=())
+    def _sk_bwd_op(logits: torch.Tensor, grad: torch.Tensor, iters: int) -> torch.Tensor:
+        "The logits' gradient: the kernel recomputes the iterations (nothing but the logits is saved)."
+        with _kernel_env(logits): return _sk_bwd_triton(logits, grad, iters)
+
+    @_sk_bwd_op.register_fake
+    def _(logits, grad, iters): return torch.empty_like(logits)
+
+    def _sk_setup(ctx, inputs, output): ctx.save_for_backward(inputs[0]); ctx.iters = inputs[1]
+    def _sk_backward(ctx, g):
+        logits, = ctx.saved_tensors
+        return _sk_bwd_op(logits, g.contiguous(), ctx.iters), None
+    _sk_fwd_op.register_autograd(_sk_backward, setup_context=_sk_setup)
+
+def _aggregate_fast(h_pre, streams):
+    "The fused aggregate on any leading dims (flattened to M tokens around the custom op)."
+    *lead, n, c = streams.shape
+    x = _agg_fwd_op(h_pre.float().reshape(-1, n).contiguous(), streams.reshape(-1, n, c).contiguous())
+    return x.view(*lead, c)
+
+def _mix_fast(h_res, h_post, streams, y):
+    "The fused mix-and-add on any leading dims."
+    *lead, n, c = streams.shape
+    out = _mix_fwd_op(streams.reshape(-1, n, c).contiguous(), y.reshape(-1, c).contiguous(),
+                      h_res.float().reshape(-1, n, n).contiguous(), h_post.float().reshape(-1, n).contiguous())
+    return out.view(*lead, n, c)
 
 def hc_uses_triton(streams: torch.Tensor) -> bool:
     "Whether `hc_aggregate` / `hc_mix` (fast=None) run the Triton kernels: CUDA streams, not fp64, triton installed."
@@ -232,7 +295,7 @@ def _use_fast(streams: torch.Tensor, fast: bool | None) -> bool:
 def hc_aggregate(h_pre: torch.Tensor, streams: torch.Tensor, fast: bool | None = None) -> torch.Tensor:
     """`H_pre · streams`: h_pre `[..., n]`, streams `[..., n, c]` -> `[..., c]` (streams' dtype, fp32 accumulation).
     `fast`: None = the Triton kernels where `hc_uses_triton`, else torch; True = require the kernels; False = torch."""
-    if _use_fast(streams, fast): return _Aggregate.apply(h_pre, streams)
+    if _use_fast(streams, fast): return _aggregate_fast(h_pre, streams)
     return hc_aggregate_ref(h_pre, streams)
 
 def hc_mix(h_res: torch.Tensor, h_post: torch.Tensor, streams: torch.Tensor, y: torch.Tensor,
@@ -240,7 +303,7 @@ def hc_mix(h_res: torch.Tensor, h_post: torch.Tensor, streams: torch.Tensor, y: 
     """`H_res · streams + H_postᵀ · y`: out stream i = sum_j h_res[..., i, j] · stream j + h_post[..., i] · y.
     h_res `[..., n, n]`, h_post `[..., n]`, streams `[..., n, c]`, y `[..., c]` -> `[..., n, c]` (streams' dtype).
     `fast` as in `hc_aggregate`."""
-    if _use_fast(streams, fast): return _Mix.apply(h_res, h_post, streams, y)
+    if _use_fast(streams, fast): return _mix_fast(h_res, h_post, streams, y)
     return hc_mix_ref(h_res, h_post, streams, y)
 
 # %% ../../nbs/02_mhc.ipynb #f9139840
@@ -279,7 +342,7 @@ class HyperConnection(nn.Module):
     in `hc.last` (dict with `h_pre [b,t,n]`, `h_post [b,t,n]`, `h_res [b,t,n,n]`). `fast` (stored as `hc.fast`):
     None = the fused kernels where they run (`hc_uses_triton`), True = require them (on the CPU: the Triton
     interpreter, for tests), False = the torch reference throughout (Sinkhorn included); Sinkhorn takes its kernel
-    wherever `sinkhorn_knopp(fast=None)` does unless `fast=False`."""
+    wherever `sinkhorn_knopp(fast=None)` does, and with `fast=True` wherever triton runs it (n in 2, 4, 8, 16)."""
     def __init__(self, dim: int, n_streams: int = 4, mode: str = 'mhc', dynamic: bool = True, layer_idx: int = 0,
                  sinkhorn_iters: int = 20, bias_init: str = 'soft', norm: bool = True, eps: float = 1e-6,
                  fast: bool | None = None):
@@ -305,6 +368,8 @@ class HyperConnection(nn.Module):
         if dynamic:
             shape = (n * dim, n * n + 2 * n) if mode == 'mhc' else (dim, n + 2)
             self.phi, self.alpha = nn.Parameter(torch.empty(shape)), nn.Parameter(torch.empty(3))
+            # alpha spread over the [pre | post | res] columns by one gather (its backward is one scatter-add)
+            self.register_buffer('_alpha_idx', torch.tensor([0] * n + [1] * n + [2] * n * n), persistent=False)
         self.b_pre, self.b_post, self.b_res = (nn.Parameter(torch.empty(sh)) for sh in ((n,), (n,), (n, n)))
         self.reset_parameters()
 
@@ -327,8 +392,12 @@ class HyperConnection(nn.Module):
                 f'layer_idx={self.layer_idx}')
 
     def _sinkhorn(self, logits):
-        "Sinkhorn's kernel wherever `sinkhorn_knopp` takes it by default (CUDA), unless `fast=False`."
-        return sinkhorn_knopp(logits, self.sinkhorn_iters, fast=False if self.fast is False else None)
+        """Sinkhorn's kernel (as a custom op) where `sinkhorn_knopp` takes it by default (CUDA) or, with `fast=True`,
+        wherever triton runs it (n in 2, 4, 8, 16; the interpreter on the CPU); the torch reference otherwise."""
+        if self.fast is None: use = sinkhorn_uses_triton(logits)
+        else: use = self.fast and _HAS_TRITON and logits.shape[-1] in _TRITON_NS
+        if use: return _sk_fwd_op(logits.contiguous(), self.sinkhorn_iters)
+        return sinkhorn_knopp_ref(logits, self.sinkhorn_iters)
 
     def coefficients(self, streams: torch.Tensor):
         """fp32 `(h_pre [b,t,n], h_post [b,t,n], h_res [b,t,n,n])` for streams `[b, t, n, c]` (static ones broadcast,
@@ -340,10 +409,12 @@ class HyperConnection(nn.Module):
             if self.dynamic and self.mode == 'mhc':
                 flat = streams.reshape(b, t, n * c)
                 proj = _project(flat, self.phi, self.eps)                      # [b, t, n²+2n], fp32
-                # one fused affine on the contiguous [b, t, n²+2n] block instead of three strided ones
-                scale = torch.cat([self.alpha[0].expand(n), self.alpha[1].expand(n), self.alpha[2].expand(n * n)])
-                h = torch.addcmul(torch.cat([pre, post, res.flatten()]), proj, scale.to(acc))
-                pre, post, res = h[..., :n], h[..., n:2 * n], h[..., 2 * n:].reshape(b, t, n, n)
+                # one fused affine on the contiguous [b, t, n²+2n] block instead of three strided ones, one sigmoid
+                # for pre and post; `split` (not three slices) so the backward joins the parts with one cat
+                h = torch.addcmul(torch.cat([pre, post, res.flatten()]), proj, self.alpha.to(acc)[self._alpha_idx])
+                pp, res = h.split([2 * n, n * n], -1)
+                h_pre, h_post = torch.sigmoid(pp).split([n, n], -1)
+                return h_pre, 2 * h_post, self._sinkhorn(res.reshape(b, t, n, n))
             elif self.dynamic:  # hc: per-stream norm, shared projection, tanh
                 xs = streams.to(acc)
                 xs = xs * torch.rsqrt(xs.pow(2).mean(-1, keepdim=True) + self.eps)

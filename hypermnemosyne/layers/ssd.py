@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from .mhc import _jit_pair, _interpret_env, _HAS_TRITON
+if _HAS_TRITON: import triton, triton.language as tl
 if TYPE_CHECKING: from hypermnemosyne.layers.attention import KVCache
 
 # %% auto #0
 __all__ = ['rel_err', 'ssd_recurrent', 'segsum', 'ssd_chunked', 'InferenceCache', 'check_decoding', 'fast_ssd_fn',
-           'fast_ssd_error', 'GatedRMSNorm', 'Mamba2Mixer']
+           'fast_ssd_error', 'causal_conv1d_ref', 'causal_conv1d', 'GatedRMSNorm', 'Mamba2Mixer']
 
 # %% ../../nbs/03_ssd.ipynb #b61d1725
 def _check_ssd(x, dt, A, B, C, D=None, initial_state=None):
@@ -252,6 +254,155 @@ def _check_mixer_input(mod, u, cache, what='forward'):
         if cache.batch != u.shape[0]:
             raise ValueError(f'cache was allocated for batch {cache.batch}, input has batch {u.shape[0]}')
 
+# %% ../../nbs/03_ssd.ipynb #72052d29
+def _launch_grid(pair, grid, *args, **meta):
+    "Run a `_jit_pair` kernel: compiled for CUDA tensors, interpreted (TRITON_INTERPRET=1 around it) on CPU ones."
+    if args[0].is_cuda: pair[0][grid](*args, **meta)
+    else:
+        with _interpret_env('1'): pair[1][grid](*args, **meta)
+
+def causal_conv1d_ref(x, weight, bias=None, initial_state=None, silu: bool = True):
+    """The reference: x [b, t, D] (channels last, any strides), weight [D, K], bias [D] or None, initial_state
+    [b, D, K-1] (the last K-1 inputs before x; zeros when None) -> y [b, t, D] = depthwise causal conv (+ SiLU),
+    in x's dtype (a transposed view)."""
+    xt, k = x.transpose(1, 2), weight.shape[1]
+    w, bb = weight.to(x.dtype)[:, None], None if bias is None else bias.to(x.dtype)
+    if initial_state is None:   # zero history: let the conv pad (no extra copy), keep the first t outputs
+        y = F.conv1d(xt, w, bb, padding=k - 1, groups=xt.shape[1])[..., :x.shape[1]]
+    else:
+        y = F.conv1d(torch.cat([initial_state.to(xt.dtype), xt], -1), w, bb, groups=xt.shape[1])
+    return (F.silu(y) if silu else y).transpose(1, 2)
+
+if _HAS_TRITON:
+    def _conv_fwd_kernel(X, W, Bias, Y, L, D, sxb, sxt, sxd, K: tl.constexpr, SILU: tl.constexpr,
+                         BT: tl.constexpr, BD: tl.constexpr):
+        # y[t, d] = bias[d] + sum_k w[d, k] * x[t + k - (K-1), d] (zero before t = 0), then SiLU; fp32 inside
+        b = tl.program_id(0).to(tl.int64)
+        t = tl.program_id(1) * BT + tl.arange(0, BT); d = tl.program_id(2) * BD + tl.arange(0, BD)
+        md = d < D
+        acc = tl.full([BT, BD], 0.0, tl.float32) + tl.load(Bias + d, mask=md, other=0.0).to(tl.float32)[None, :]
+        for k in tl.static_range(K):
+            tt = t + (k - (K - 1))
+            m = ((tt >= 0) & (tt < L))[:, None] & md[None, :]
+            xv = tl.load(X + b * sxb + tt[:, None] * sxt + d[None, :] * sxd, mask=m, other=0.0).to(tl.float32)
+            acc += xv * tl.load(W + d * K + k, mask=md, other=0.0).to(tl.float32)[None, :]
+        if SILU: acc = acc / (1.0 + tl.exp(-acc))
+        ms = (t < L)[:, None] & md[None, :]
+        tl.store(Y + b * L * D + t[:, None] * D + d[None, :], acc.to(Y.dtype.element_ty), mask=ms)
+
+    def _conv_bwd_kernel(X, W, Bias, DY, DX, DWB, L, D, sxb, sxt, sxd, K: tl.constexpr, SILU: tl.constexpr,
+                         BT: tl.constexpr, BD: tl.constexpr):
+        # dx[t] = sum_m w[K-1-m] * g[t+m], g = dy * SiLU'(pre) with pre recomputed at t+m; this block's own g (m = 0)
+        # also gives its partial dw[d, k] = sum_t g[t] x[t + k - (K-1)] and dbias = sum_t g[t] (summed over blocks
+        # outside: deterministic, no atomics)
+        b = tl.program_id(0).to(tl.int64); pt = tl.program_id(1)
+        t = pt * BT + tl.arange(0, BT); d = tl.program_id(2) * BD + tl.arange(0, BD)
+        md = d < D
+        bias = tl.load(Bias + d, mask=md, other=0.0).to(tl.float32)[None, :]
+        dx = tl.full([BT, BD], 0.0, tl.float32)
+        part = (b * tl.num_programs(1) + pt) * D * (K + 1)
+        for m in tl.static_range(K):
+            u = t + m
+            mu = (u < L)[:, None] & md[None, :]
+            g = tl.load(DY + b * L * D + u[:, None] * D + d[None, :], mask=mu, other=0.0).to(tl.float32)
+            if SILU:
+                pre = tl.full([BT, BD], 0.0, tl.float32) + bias
+                for k in tl.static_range(K):
+                    tt = u + (k - (K - 1))
+                    mk = ((tt >= 0) & (tt < L))[:, None] & md[None, :]
+                    xv = tl.load(X + b * sxb + tt[:, None] * sxt + d[None, :] * sxd, mask=mk, other=0.0)
+                    pre += xv.to(tl.float32) * tl.load(W + d * K + k, mask=md, other=0.0).to(tl.float32)[None, :]
+                s = 1.0 / (1.0 + tl.exp(-pre))
+                g = g * s * (1.0 + pre * (1.0 - s))
+            dx += g * tl.load(W + d * K + (K - 1 - m), mask=md, other=0.0).to(tl.float32)[None, :]
+            if m == 0:
+                tl.store(DWB + part + d * (K + 1) + K, tl.reduce(g, 0, tl.standard._sum_combine), mask=md)
+                for k in tl.static_range(K):
+                    tt = t + (k - (K - 1))
+                    mk = ((tt >= 0) & (tt < L))[:, None] & md[None, :]
+                    xv = tl.load(X + b * sxb + tt[:, None] * sxt + d[None, :] * sxd, mask=mk, other=0.0)
+                    tl.store(DWB + part + d * (K + 1) + k,
+                             tl.reduce(g * xv.to(tl.float32), 0, tl.standard._sum_combine), mask=md)
+        ms = (t < L)[:, None] & md[None, :]
+        tl.store(DX + b * L * D + t[:, None] * D + d[None, :], dx.to(DX.dtype.element_ty), mask=ms)
+
+    _CONV_FWD, _CONV_BWD = _jit_pair(_conv_fwd_kernel), _jit_pair(_conv_bwd_kernel)
+
+_CONV_BLOCKS = dict(BT=64, BD=64)   # the CPU tests shrink them so blocks and masks are exercised on small inputs
+
+def _conv_grid(x):
+    bt, bd = _CONV_BLOCKS['BT'], _CONV_BLOCKS['BD']
+    return (x.shape[0], triton.cdiv(x.shape[1], bt), triton.cdiv(x.shape[2], bd)), dict(BT=bt, BD=bd)
+
+if _HAS_TRITON:
+    @torch.library.custom_op('hypermnemosyne::causal_conv1d_fwd', mutates_args=())
+    def _conv_fwd_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, silu: bool) -> torch.Tensor:
+        "x [b, t, D] (any strides), weight [D, K], bias [D] -> y [b, t, D] contiguous, x's dtype."
+        weight, bias, y = weight.contiguous(), bias.contiguous(), x.new_empty(x.shape)
+        if x.numel():
+            grid, blk = _conv_grid(x)
+            _launch_grid(_CONV_FWD, grid, x, weight, bias, y, x.shape[1], x.shape[2], *x.stride(),
+                         K=weight.shape[1], SILU=silu, **blk)
+        return y
+
+    @_conv_fwd_op.register_fake
+    def _(x, weight, bias, silu): return x.new_empty(x.shape)
+
+    @torch.library.custom_op('hypermnemosyne::causal_conv1d_bwd', mutates_args=())
+    def _conv_bwd_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dy: torch.Tensor,
+                     silu: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        "-> (dx like x, dweight like weight, dbias like bias)."
+        weight, bias, dy, K = weight.contiguous(), bias.contiguous(), dy.contiguous(), weight.shape[1]
+        dx = x.new_empty(x.shape)
+        if not x.numel(): return dx, torch.zeros_like(weight), torch.zeros_like(bias)
+        grid, blk = _conv_grid(x)
+        parts = torch.empty(grid[0] * grid[1], x.shape[2], K + 1, device=x.device, dtype=torch.float32)
+        _launch_grid(_CONV_BWD, grid, x, weight, bias, dy, dx, parts, x.shape[1], x.shape[2], *x.stride(),
+                     K=K, SILU=silu, **blk)
+        dwb = parts.sum(0)
+        return dx, dwb[:, :K].to(weight.dtype).contiguous(), dwb[:, K].to(bias.dtype).contiguous()
+
+    @_conv_bwd_op.register_fake
+    def _(x, weight, bias, dy, silu): return x.new_empty(x.shape), torch.empty_like(weight), torch.empty_like(bias)
+
+    def _conv_setup(ctx, inputs, output):
+        x, weight, bias, silu = inputs
+        ctx.save_for_backward(x, weight, bias); ctx.silu = silu
+    def _conv_backward(ctx, dy):
+        x, weight, bias = ctx.saved_tensors
+        return (*_conv_bwd_op(x, weight, bias, dy.contiguous(), ctx.silu), None)
+    _conv_fwd_op.register_autograd(_conv_backward, setup_context=_conv_setup)
+
+def _causal_conv1d_pkg():
+    "causal-conv1d's `causal_conv1d_fn` when that package imports (CUDA builds only), else None."
+    if 'conv' not in _FAST:
+        try: _FAST['conv'] = importlib.import_module('causal_conv1d').causal_conv1d_fn
+        except Exception: _FAST['conv'] = None
+    return _FAST['conv']
+
+def causal_conv1d(x, weight, bias, initial_state=None, silu: bool = True, fast: bool | None = None):
+    """Depthwise causal conv1d (+ SiLU) on channels-last x [b, t, D] with weight [D, K], bias [D] and an optional
+    initial_state [b, D, K-1] -> [b, t, D] in x's dtype. `fast`: None = causal-conv1d's CUDA kernel when that package
+    imports, else this module's Triton kernel, on CUDA tensors; the reference (`causal_conv1d_ref`) elsewhere;
+    True = the Triton kernel (on the CPU in Triton's interpreter: the tests' path); False = the reference."""
+    if fast not in (None, True, False): raise ValueError(f'fast must be None, True or False, got {fast!r}')
+    if x.dim() != 3 or weight.shape != (x.shape[2], weight.shape[1]) or bias is None or bias.shape != (x.shape[2],):
+        raise ValueError(f'causal_conv1d: need x [b, t, D], weight [D, K] and bias [D]; got {tuple(x.shape)}, '
+                         f'{tuple(weight.shape)}, {None if bias is None else tuple(bias.shape)}')
+    if fast is None:
+        if not (x.is_cuda and x.dtype != torch.float64): fast = False
+        elif (pkg := _causal_conv1d_pkg()) is not None:   # it takes x as [b, D, t] channels-last, and so the state
+            st = None if initial_state is None else initial_state.transpose(1, 2).contiguous().transpose(1, 2)
+            y = pkg(x.transpose(1, 2), weight, bias, initial_states=st, activation='silu' if silu else None)
+            return y.transpose(1, 2)
+        else: fast = _HAS_TRITON
+    if not fast: return causal_conv1d_ref(x, weight, bias, initial_state, silu)
+    if not _HAS_TRITON: raise ValueError('causal_conv1d(fast=True) needs the triton package; use fast=None or False')
+    k = weight.shape[1]
+    if initial_state is None: return _conv_fwd_op(x, weight.contiguous(), bias, silu)
+    full = torch.cat([initial_state.transpose(1, 2).to(x.dtype), x], 1)      # the history as K-1 leading inputs
+    return _conv_fwd_op(full, weight.contiguous(), bias, silu)[:, k - 1:]
+
 # %% ../../nbs/03_ssd.ipynb #3e0f7b8c
 class GatedRMSNorm(nn.Module):
     """RMSNorm(y · SiLU(z)) over groups of `d // ngroups` channels, times a learned weight (mamba-ssm's gated norm,
@@ -360,14 +511,14 @@ class Mamba2Mixer(nn.Module):
             if u.shape[1] == 1: return self.step(u, cache)
         b, t, _ = u.shape
         z, xBC, dt_raw = self.in_proj(u).split([self.d_inner, self.conv_dim, self.nheads], -1)
-        xt, k = xBC.transpose(1, 2), self.d_conv                                   # [b, conv_dim, t]
-        if cache is None:   # zero history: let the conv pad (no extra copy), keep the first t outputs
-            xBC = F.conv1d(xt, self.conv1d.weight, self.conv1d.bias, padding=k - 1, groups=self.conv_dim)[..., :t]
-        else:
-            full = torch.cat([cache.conv_state.to(xt.dtype), xt], -1)
-            cache.conv_state.copy_(full[..., full.shape[-1] - (k - 1):].detach())
-            xBC = F.conv1d(full, self.conv1d.weight, self.conv1d.bias, groups=self.conv_dim)
-        x, B, C = F.silu(xBC).transpose(1, 2).split(self._xBC_widths, -1)
+        state = None if cache is None else cache.conv_state
+        if cache is not None:   # the last d_conv-1 inputs (history included) are the next call's history
+            full = torch.cat([state.to(xBC.dtype), xBC.transpose(1, 2)], -1)
+            new_state = full[..., full.shape[-1] - (self.d_conv - 1):].detach()
+        xBC = causal_conv1d(xBC, self.conv1d.weight[:, 0], self.conv1d.bias, state,
+                            fast=False if self.fast is False else None)           # conv + SiLU, channels last
+        if cache is not None: cache.conv_state.copy_(new_state)
+        x, B, C = xBC.split(self._xBC_widths, -1)
         dt, A = self._dt_A(dt_raw)
         fast = self._use_fast(x)
         y, s = self._ssd(x.reshape(b, t, self.nheads, self.headdim), dt, A,
