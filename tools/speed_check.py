@@ -1,0 +1,109 @@
+"""Issue 19's measurements in one short GPU call: training step time, tokens/s, peak memory, kernel launches and the top
+kernels of `base` against the `transformer` preset at their best settings (compiled blocks, bf16 streams, gradient
+checkpointing, the same batch), and batch-1 decoding through `generate` with and without the CUDA graph.
+
+    python tools/speed_check.py train --out speed-train.json      # on a GPU; --quick: tiny models on the CPU
+    python tools/speed_check.py decode --out speed-decode.json
+
+Each part is its own process (so a `timeout` around one cannot lose the other's results) and writes its JSON (rows,
+device, torch, commit, command) as soon as each row is measured."""
+from __future__ import annotations
+import argparse, json, os, subprocess, sys, time
+from pathlib import Path
+
+import torch
+
+from hypermnemosyne.core import time_fn, print_table, device_name
+from hypermnemosyne.model import HMConfig, HyperMnemosyne
+from hypermnemosyne.generate import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def commit() -> str:
+    if os.environ.get('HM_COMMIT'): return os.environ['HM_COMMIT']
+    r = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True)
+    return r.stdout.strip() or 'unknown'
+
+
+def profile_step(step, top: int = 12) -> dict:
+    "Device activities (kernels, copies, memsets) of one call of `step` and the `top` kernels by total device time."
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with torch.profiler.profile(activities=acts) as prof: step()
+    cuda = torch.cuda.is_available()
+    n = sum(e.device_type == torch.autograd.DeviceType.CUDA for e in prof.events()) if cuda else None
+    key = 'device_time_total' if cuda else 'cpu_time_total'
+    t = lambda a: getattr(a, key, 0) or 0
+    avg = [a for a in prof.key_averages() if not cuda or a.device_type == torch.autograd.DeviceType.CUDA]  # kernels
+    kern = [dict(name=a.key[:90], calls=a.count, ms=t(a) / 1e3) for a in sorted(avg, key=lambda a: -t(a))[:top]]
+    return dict(launches=n, top_kernels=kern)
+
+
+def train_row(name: str, cfg: HMConfig, batch: int, seq: int, dev, repeats: int) -> dict:
+    "One fwd+bwd step of a fresh `cfg` model: median ms, tokens/s, peak GiB, launches and top kernels."
+    torch.manual_seed(0)
+    m = HyperMnemosyne(cfg).to(dev).train()
+    ids = torch.randint(0, 256, (batch, seq), device=dev)
+    def step():
+        m.zero_grad(set_to_none=True); m.loss(ids)[0].backward()
+        if dev.type == 'cuda': torch.cuda.synchronize(dev)
+    t0 = time.time(); step(); step(); warm = time.time() - t0            # compilation and autotuning happen here
+    if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
+    ms = time_fn(step, warmup=1, repeats=repeats, device=dev)
+    peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == 'cuda' else None
+    row = dict(component=f'train {name} b={batch} T={seq}', ms=ms, tokens_per_s=batch * seq / ms * 1e3, peak_gib=peak,
+               warmup_s=warm, compiled=cfg.compiles_blocks(dev), stream_dtype=cfg.stream_dtype, **profile_step(step))
+    del m
+    return row
+
+
+def decode_rows(cfg: HMConfig, dev, prompt_len: int, n_new: int, repeats: int) -> list[dict]:
+    "Greedy `generate` of `n_new` tokens after a `prompt_len` prompt at batch 1, eager and (CUDA) through the graph."
+    torch.manual_seed(0)
+    m, rows = HyperMnemosyne(cfg).to(dev).eval(), []
+    prompt = torch.randint(0, 256, (prompt_len,))
+    for graph in ((False, True) if dev.type == 'cuda' else (False,)):
+        run = lambda: generate(m, prompt, n_new, temperature=0, ttl=False, graph=graph)
+        t0 = time.time(); run(); warm = time.time() - t0
+        ms = time_fn(run, warmup=0, repeats=repeats, device=dev)
+        rows.append(dict(component=f'generate {n_new} tokens after {prompt_len}, batch 1' + (', cuda graph' if graph else ''),
+                         ms=ms, tokens_per_s=n_new / ms * 1e3, warmup_s=warm))
+    return rows
+
+
+def save(path: Path, rows: list[dict], dev, argv):
+    meta = dict(device=device_name(dev), torch=torch.__version__, commit=commit(), time=time.strftime('%Y-%m-%d %H:%M:%S'),
+                command='python tools/speed_check.py ' + ' '.join(argv))
+    tmp = path.with_name(path.name + '.tmp'); tmp.write_text(json.dumps(dict(meta=meta, rows=rows), indent=1) + '\n')
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog='speed_check', description=__doc__.split('\n\n')[0])
+    p.add_argument('part', choices=('train', 'decode'))
+    p.add_argument('--out', required=True)
+    p.add_argument('--quick', action='store_true', help='tiny models on the CPU: checks the script, measures nothing')
+    a = p.parse_args(argv)
+    dev = torch.device('cpu' if a.quick or not torch.cuda.is_available() else 'cuda')
+    best = dict(grad_checkpoint=True, stream_dtype='bfloat16' if dev.type == 'cuda' else 'float32')   # bf16 needs autocast
+    rows, out = [], Path(a.out)
+    if a.part == 'train':
+        b, t, reps = (2, 64, 2) if a.quick else (8, 4096, 5)
+        for name in ('base', 'transformer'):
+            cfg = HMConfig.preset('tiny' if a.quick else name, **best)
+            rows.append(train_row(name, cfg, b, t, dev, reps)); save(out, rows, dev, argv)
+        rows.append(dict(component='base / transformer tokens/s', ratio=rows[0]['tokens_per_s'] / rows[1]['tokens_per_s'],
+                         launches_ratio=(rows[0]['launches'] / rows[1]['launches']) if rows[0]['launches'] else None))
+    else:
+        rows += decode_rows(HMConfig.preset('tiny' if a.quick else 'base'), dev, 64 if a.quick else 1024,
+                            8 if a.quick else 256, 2 if a.quick else 3)
+    save(out, rows, dev, argv)
+    print_table([{k: v for k, v in r.items() if k != 'top_kernels'} for r in rows])
+    for r in rows:
+        if r.get('top_kernels'): print(r['component']); print_table(r['top_kernels'])
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
