@@ -443,11 +443,11 @@ class GraphedStep:
     capture-time value, so a step that depends on one (and would be wrong inside a real graph) gives wrong logits there
     too.
 
-    `compile` (None: on CUDA without `emulate`): the step is `torch.compile`d before capture (options from
+    `compile` (default False; None: on CUDA without `emulate`): the step is `torch.compile`d before capture (options from
     `model.COMPILE_OPTIONS`), so the graph replays Inductor's fused kernels instead of one launch per op; the warm-up
     is then at least 3 calls, so that compiling (and the recompile that makes the changing positions dynamic) happens
     before the capture."""
-    def __init__(self, model, state, warmup: int = 2, emulate: bool = False, compile: bool | None = None):
+    def __init__(self, model, state, warmup: int = 2, emulate: bool = False, compile: bool | None = False):
         dev = _check_graphable(model, state, emulate)
         if compile not in (None, True, False): raise ValueError(f'compile must be None, True or False, got {compile!r}')
         for m in state.memory:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from .core import get_device, autocast_ctx
 from .layers.mhc import HyperConnection, expand_streams, reduce_streams
-from .layers.ssd import Mamba2Mixer
+from .layers.ssd import Mamba2Mixer, fast_ssd_fn
 from .layers.attention import AttentionMixer
 from .layers.memory import MemoryLayer
 from .layers.jepa import lm_jepa_loss, make_view_batch, ViewBatch
@@ -66,7 +66,7 @@ class HMConfig:
     tie_embeddings: bool = True
     grad_checkpoint: bool = False
     autocast: bool | None = None       # None: bf16 on CUDA, fp32 on CPU
-    compile: bool | None = None        # torch.compile each block's training forward; None: on CUDA (see below)
+    compile: bool | None = False       # torch.compile each block's training forward; None: on CUDA; off (see below)
     stream_dtype: str = 'float32'      # dtype of the residual streams: 'float32' | 'bfloat16'
     init_std: float = 0.02
     pad_id: int = 256
@@ -354,7 +354,9 @@ class HyperMnemosyne(nn.Module):
         train = self.training and torch.is_grad_enabled()
         if blk.has_memory or not train or not self.config.compiles_blocks(device): return blk
         cache = self.__dict__.setdefault('_compiled', {})
-        if i not in cache: cache[i] = torch.compile(blk, **COMPILE_OPTIONS)
+        if i not in cache:
+            fast_ssd_fn()     # import mamba-ssm's kernels now: traced by Dynamo, the import fails (H200, torch 2.11)
+            cache[i] = torch.compile(blk, **COMPILE_OPTIONS)
         return cache[i]
 
     def __getstate__(self):

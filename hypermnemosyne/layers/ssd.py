@@ -383,8 +383,8 @@ def _causal_conv1d_pkg():
 def causal_conv1d(x, weight, bias, initial_state=None, silu: bool = True, fast: bool | None = None):
     """Depthwise causal conv1d (+ SiLU) on channels-last x [b, t, D] with weight [D, K], bias [D] and an optional
     initial_state [b, D, K-1] -> [b, t, D] in x's dtype. `fast`: None = causal-conv1d's CUDA kernel when that package
-    imports, else this module's Triton kernel, on CUDA tensors; the reference (`causal_conv1d_ref`) elsewhere;
-    True = the Triton kernel (on the CPU in Triton's interpreter: the tests' path); False = the reference."""
+    imports (on CUDA tensors), else the reference (`causal_conv1d_ref`); True = this module's Triton kernel (on the CPU
+    in Triton's interpreter: the tests' path; an opt-in until a GPU run has checked it); False = the reference."""
     if fast not in (None, True, False): raise ValueError(f'fast must be None, True or False, got {fast!r}')
     if x.dim() != 3 or weight.shape != (x.shape[2], weight.shape[1]) or bias is None or bias.shape != (x.shape[2],):
         raise ValueError(f'causal_conv1d: need x [b, t, D], weight [D, K] and bias [D]; got {tuple(x.shape)}, '
@@ -395,7 +395,7 @@ def causal_conv1d(x, weight, bias, initial_state=None, silu: bool = True, fast: 
             st = None if initial_state is None else initial_state.transpose(1, 2).contiguous().transpose(1, 2)
             y = pkg(x.transpose(1, 2), weight, bias, initial_states=st, activation='silu' if silu else None)
             return y.transpose(1, 2)
-        else: fast = _HAS_TRITON
+        else: fast = False          # our Triton kernel: opt-in (fast=True) until checked on a GPU
     if not fast: return causal_conv1d_ref(x, weight, bias, initial_state, silu)
     if not _HAS_TRITON: raise ValueError('causal_conv1d(fast=True) needs the triton package; use fast=None or False')
     k = weight.shape[1]
