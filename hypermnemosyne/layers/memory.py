@@ -15,10 +15,6 @@ __all__ = ['mlp_apply', 'mlp_grads', 'grad_norm', 'chunk_coefficients', 'memory_
            'NeuralMemory', 'surprise_html', 'MemoryLayer']
 
 # %% ../../nbs/05_memory.ipynb #f8cf5d80
-def _gelu_grad(z):
-    "Derivative of exact (erf) GELU."
-    return 0.5 * (1 + torch.erf(z * 0.7071067811865476)) + z * torch.exp(-0.5 * z * z) * 0.3989422804014327
-
 def mlp_apply(ws: list, x: torch.Tensor, keep: bool = False):
     """Residual memory MLP `x + W_L φ(... φ(x W_1))` with per-sequence weights `ws[i]: [b, h, d_in, d_out]` on
     `x: [b, h, n, d]`. With `keep=True` also returns the layer inputs and pre-activations needed for the gradient."""
@@ -40,14 +36,18 @@ def mlp_grads(ws: list, k: torch.Tensor, v: torch.Tensor):
     gs = [None] * len(ws)
     for i in range(len(ws) - 1, -1, -1):
         gs[i] = g
-        if i > 0: g = (g @ ws[i].transpose(-1, -2)) * _gelu_grad(zs[i - 1])
+        # through the GELU: aten's own backward op (exact erf GELU, one kernel, and differentiable again for the
+        # outer loop) instead of the derivative's dozen elementwise ops
+        if i > 0: g = torch.ops.aten.gelu_backward(g @ ws[i].transpose(-1, -2), zs[i - 1])
     return hs, gs, r.pow(2).sum(-1)
 
 def grad_norm(hs: list, gs: list) -> torch.Tensor:
     """Frobenius norm of each token's full weight gradient, `[b, h, n]`, from its factors (‖a⊗g‖ = ‖a‖·‖g‖).
     The square is floored at 1e-24 before the root: √ has an infinite derivative at 0, and a token whose gradient is
     exactly zero (M(k) = v, or an underflow) would otherwise turn the outer loop's gradient into NaN (0·∞)."""
-    return sum(h.pow(2).sum(-1) * g.pow(2).sum(-1) for h, g in zip(hs, gs)).clamp_min(1e-24).sqrt()
+    total = hs[0].pow(2).sum(-1) * gs[0].pow(2).sum(-1)
+    for h, g in zip(hs[1:], gs[1:]): total = total + h.pow(2).sum(-1) * g.pow(2).sum(-1)
+    return total.clamp_min(1e-24).sqrt()
 
 # %% ../../nbs/05_memory.ipynb #26b83d32
 def chunk_coefficients(theta, log_eta, log_beta):
