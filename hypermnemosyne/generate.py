@@ -90,9 +90,10 @@ def _check_stream(max_new_tokens, temperature, top_k, top_p, max_repeat, graph, 
     check_sampling(temperature, top_k, top_p)
     if max_repeat is not None and (not isinstance(max_repeat, int) or max_repeat < 1):
         raise ValueError(f'max_repeat={max_repeat!r} must be an integer >= 1, or None to allow any run')
-    if graph not in (False, True, 'emulate'): raise ValueError(f"graph must be False, True or 'emulate', got {graph!r}")
-    if graph is True and device.type != 'cuda':
-        raise ValueError(f'graph=True needs a CUDA device; the model is on {device}')
+    if graph not in (False, True, 'compiled', 'emulate'):
+        raise ValueError(f"graph must be False, True, 'compiled' or 'emulate', got {graph!r}")
+    if graph in (True, 'compiled') and device.type != 'cuda':
+        raise ValueError(f'graph={graph!r} needs a CUDA device; the model is on {device}')
 
 def _ban_repeat(logits, last, run, max_repeat):
     "`logits` with token `last` masked out when it already ends the text `max_repeat` times in a row."
@@ -107,8 +108,8 @@ def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: f
                     max_repeat: int | None = SAMPLING_DEFAULTS['max_repeat']):
     """Yield `(token_id, surprise)` per generated token. `state` (a `ModelState`) continues an earlier call; `info`
     (a dict, optional) receives `state` and `prompt_surprise` as they become known. `should_stop()` ends early.
-    `graph=True` decodes through a CUDA graph (`GraphedStep`, CUDA only, `ttl` on or off; 'emulate' is its CPU
-    stand-in for tests). `max_repeat`: a token that already ends the text `max_repeat` times in a row cannot come
+    `graph=True` decodes through a CUDA graph (`GraphedStep`, CUDA only, `ttl` on or off; 'compiled' compiles the step
+    before the capture, an opt-in; 'emulate' is its CPU stand-in for tests). `max_repeat`: a token that already ends the text `max_repeat` times in a row cannot come
     again (None: no limit)."""
     device = next(model.parameters()).device
     _check_stream(max_new_tokens, temperature, top_k, top_p, max_repeat, graph, device)
@@ -125,7 +126,8 @@ def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: f
         info.update(state=state, prompt_surprise=[] if s is None else s[0].tolist())
         stepper = None
         if graph:
-            stepper = GraphedStep(model, state.make_static(state.pos + max_new_tokens), emulate=graph == 'emulate')
+            stepper = GraphedStep(model, state.make_static(state.pos + max_new_tokens), emulate=graph == 'emulate',
+                                  compile=graph == 'compiled')
         last, run = _trailing_run(ids[0].tolist())
         for _ in range(max_new_tokens):
             if should_stop is not None and should_stop(): break

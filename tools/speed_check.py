@@ -1,6 +1,6 @@
 """Issue 19's measurements in one short GPU call: training step time, tokens/s, peak memory, kernel launches and the top
-kernels of `base` against the `transformer` preset at their best settings (compiled blocks, bf16 streams, gradient
-checkpointing, the same batch), and batch-1 decoding through `generate` with and without the CUDA graph.
+kernels of `base` against the `transformer` preset with bf16 streams, gradient checkpointing and the same batch (eager
+blocks; `--compile`: the compiled opt-ins), and batch-1 decoding through `generate` with and without the CUDA graph.
 
     python tools/speed_check.py train --out speed-train.json      # on a GPU; --quick: tiny models on the CPU
     python tools/speed_check.py decode --out speed-decode.json
@@ -57,16 +57,18 @@ def train_row(name: str, cfg: HMConfig, batch: int, seq: int, dev, repeats: int)
     return row
 
 
-def decode_rows(cfg: HMConfig, dev, prompt_len: int, n_new: int, repeats: int) -> list[dict]:
+def decode_rows(cfg: HMConfig, dev, prompt_len: int, n_new: int, repeats: int, compile: bool = False) -> list[dict]:
     "Greedy `generate` of `n_new` tokens after a `prompt_len` prompt at batch 1, eager and (CUDA) through the graph."
     torch.manual_seed(0)
     m, rows = HyperMnemosyne(cfg).to(dev).eval(), []
     prompt = torch.randint(0, 256, (prompt_len,))
     for graph in ((False, True) if dev.type == 'cuda' else (False,)):
-        run = lambda: generate(m, prompt, n_new, temperature=0, ttl=False, graph=graph)
+        mode = ('compiled' if compile else True) if graph else False
+        run = lambda: generate(m, prompt, n_new, temperature=0, ttl=False, graph=mode)
         t0 = time.time(); run(); warm = time.time() - t0
         ms = time_fn(run, warmup=0, repeats=repeats, device=dev)
-        rows.append(dict(component=f'generate {n_new} tokens after {prompt_len}, batch 1' + (', cuda graph' if graph else ''),
+        how = (', cuda graph' if graph else '') + (', compiled' if compile and graph else '')
+        rows.append(dict(component=f'generate {n_new} tokens after {prompt_len}, batch 1' + how,
                          ms=ms, tokens_per_s=n_new / ms * 1e3, warmup_s=warm))
     return rows
 
@@ -84,9 +86,12 @@ def main(argv=None) -> int:
     p.add_argument('part', choices=('train', 'decode'))
     p.add_argument('--out', required=True)
     p.add_argument('--quick', action='store_true', help='tiny models on the CPU: checks the script, measures nothing')
+    p.add_argument('--compile', action='store_true', help='compiled blocks (HMConfig.compile=True) for training, and the '
+                   'compiled step for the graph (GraphedStep compile=True): the opt-ins, measured against the eager rows')
     a = p.parse_args(argv)
     dev = torch.device('cpu' if a.quick or not torch.cuda.is_available() else 'cuda')
-    best = dict(grad_checkpoint=True, stream_dtype='bfloat16' if dev.type == 'cuda' else 'float32')   # bf16 needs autocast
+    best = dict(grad_checkpoint=True, stream_dtype='bfloat16' if dev.type == 'cuda' else 'float32',   # bf16 needs autocast
+                compile=a.compile)
     rows, out = [], Path(a.out)
     if a.part == 'train':
         b, t, reps = (2, 64, 2) if a.quick else (8, 4096, 5)
@@ -97,7 +102,7 @@ def main(argv=None) -> int:
                          launches_ratio=(rows[0]['launches'] / rows[1]['launches']) if rows[0]['launches'] else None))
     else:
         rows += decode_rows(HMConfig.preset('tiny' if a.quick else 'base'), dev, 64 if a.quick else 1024,
-                            8 if a.quick else 256, 2 if a.quick else 3)
+                            8 if a.quick else 256, 2 if a.quick else 3, a.compile)
     save(out, rows, dev, argv)
     print_table([{k: v for k, v in r.items() if k != 'top_kernels'} for r in rows])
     for r in rows:
