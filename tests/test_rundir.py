@@ -119,7 +119,7 @@ def test_crash_leftovers_are_cleaned_and_a_half_pruned_checkpoint_is_not_used(do
 def test_the_nan_guard_names_a_checkpoint_to_resume_from_with_lower_rates(tmp_path):
     out = tmp_path / 'hot'
     r = hm_train('--out', str(out), '--steps', '10', '--warmup', '8', '--ckpt_every', '1', '--eval_every', '0',
-                 '--muon_lr', '10', '--adamw_lr', '10')
+                 '--muon_lr', '100', '--adamw_lr', '100')
     err = r.stderr.strip()
     assert r.returncode == 3 and 'Traceback' not in r.stderr and len(err.splitlines()) == 1, r.stderr[-2000:]
     assert 'at step 5' in err and 'Last good checkpoint' in err and 'diverged-step_000004' in err, err
@@ -130,7 +130,7 @@ def test_the_nan_guard_names_a_checkpoint_to_resume_from_with_lower_rates(tmp_pa
     assert r.returncode == 0 and 'status=completed' in r.stdout, r.stderr[-2000:]
     ev = [x for x in rows(out) if x.get('event') == 'resume']
     assert ev == [{'step': int(Path(good).name[5:]), 'event': 'resume', 'schedule_steps': 10,
-                   'changed': {'muon_lr': [10.0, 0.001], 'adamw_lr': [10.0, 0.001]}}]
+                   'changed': {'muon_lr': [100.0, 0.001], 'adamw_lr': [100.0, 0.001]}}]
     g = run('hm_generate', str(out), '--prompt', 'def ', '--max_new_tokens', '4', '--temperature', '0', '--device', 'cpu')
     assert g.returncode == 0, g.stderr[-2000:]
 
