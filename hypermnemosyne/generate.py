@@ -109,8 +109,8 @@ def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: f
     """Yield `(token_id, surprise)` per generated token. `state` (a `ModelState`) continues an earlier call; `info`
     (a dict, optional) receives `state` and `prompt_surprise` as they become known. `should_stop()` ends early.
     `graph=True` decodes through a CUDA graph (`GraphedStep`, CUDA only, `ttl` on or off; 'compiled' compiles the step
-    before the capture, an opt-in; 'emulate' is its CPU stand-in for tests). `max_repeat`: a token that already ends the text `max_repeat` times in a row cannot come
-    again (None: no limit)."""
+    before the capture, an opt-in; 'emulate' is its CPU stand-in for tests). `max_repeat`: a token that already ends
+    the text `max_repeat` times in a row cannot come again (None: no limit)."""
     device = next(model.parameters()).device
     _check_stream(max_new_tokens, temperature, top_k, top_p, max_repeat, graph, device)
     was_training = model.training
@@ -445,7 +445,7 @@ class GraphedStep:
     capture-time value, so a step that depends on one (and would be wrong inside a real graph) gives wrong logits there
     too.
 
-    `compile` (default False; None: on CUDA without `emulate`): the step is `torch.compile`d before capture (options from
+    `compile` (default False; None: on CUDA without `emulate`): the step is `torch.compile`d before capture (options in
     `model.COMPILE_OPTIONS`), so the graph replays Inductor's fused kernels instead of one launch per op; the warm-up
     is then at least 3 calls, so that compiling (and the recompile that makes the changing positions dynamic) happens
     before the capture."""
