@@ -4,16 +4,17 @@
 
 # %% ../nbs/00_core.ipynb #64eabda4
 from __future__ import annotations
-import os, io, sys, json, time, argparse, hashlib, statistics, contextlib, importlib.util
+import os, io, sys, json, time, argparse, hashlib, statistics, contextlib, importlib.util, subprocess
 from IPython import get_ipython
 from IPython.display import display
 from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['GPU_RECORDS', 'get_device', 'autocast_ctx', 'triton_available', 'time_fn', 'device_name', 'format_table',
-           'print_table', 'CliError', 'one_line', 'run_cli', 'default_threads', 'set_threads', 'cell_key',
-           'is_cuda_cell', 'load_gpu_records', 'show_gpu_record', 'cuda_cell_guard', 'install_cuda_cell_guard']
+__all__ = ['GPU_RECORDS', 'get_device', 'autocast_ctx', 'triton_available', 'time_fn', 'device_name', 'source_commit',
+           'format_table', 'print_table', 'CliError', 'one_line', 'run_cli', 'default_threads', 'set_threads',
+           'cell_key', 'is_cuda_cell', 'load_gpu_records', 'show_gpu_record', 'cuda_cell_guard',
+           'install_cuda_cell_guard']
 
 # %% ../nbs/00_core.ipynb #e18f366c
 def get_device(device=None) -> torch.device:
@@ -59,6 +60,19 @@ def device_name(device=None) -> str:
     dev = get_device(device)
     if dev.type == 'cuda': return torch.cuda.get_device_name(dev)
     return f'CPU ({torch.get_num_threads()} threads)'
+
+# %% ../nbs/00_core.ipynb #5c0c0a01
+def source_commit(root=None) -> str:
+    """The commit a recorded result comes from: `$HM_COMMIT` when set (a copied tree's `.git` can be stale: on the
+    device machine it reported an old commit), else `git rev-parse HEAD` in `root` (default: the working directory),
+    else 'unknown'."""
+    if os.environ.get('HM_COMMIT'): return os.environ['HM_COMMIT']
+    try:
+        r = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True, timeout=10)
+        if r.returncode == 0 and r.stdout.strip(): return r.stdout.strip()
+    except (OSError, subprocess.SubprocessError): pass
+    return 'unknown'
+
 
 # %% ../nbs/00_core.ipynb #993f12ff
 def format_table(rows: list[dict], cols: list[str] | None = None, floatfmt: str = '.3g') -> str:

@@ -65,3 +65,17 @@ def test_ctrl_c_stops_the_run_and_its_benchmark_process(tmp_path):
     assert 'Traceback' not in err and err.strip().splitlines()[-1] == 'hm_bench: interrupted', err
     assert not Path(f'/proc/{kid}').exists()              # the benchmark's process did not outlive the run
     assert not (tmp_path / 'b.json').exists() and b'| component' not in out
+
+def test_speed_check_writes_its_rows_with_their_provenance(tmp_path):
+    "tools/speed_check.py's CPU check: the JSON holds the measured rows and the commit, device and command behind them."
+    import json, sys
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / 'decode.json'
+    r = subprocess.run([sys.executable, str(root / 'tools' / 'speed_check.py'), 'decode', '--quick', '--out', str(out)],
+                       capture_output=True, text=True, env={**ENV, 'HM_COMMIT': 'abc1234'}, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    j = json.loads(out.read_text())
+    assert j['meta']['commit'] == 'abc1234' and j['meta']['device'].startswith('CPU') and 'decode --quick' in j['meta']['command']
+    (row,) = j['rows']                                          # the CPU has no graph row
+    assert row['component'] == 'generate 8 tokens after 64, batch 1' and row['ms'] > 0
+    assert abs(row['tokens_per_s'] - 8e3 / row['ms']) < 1e-6 * row['tokens_per_s']

@@ -8,22 +8,16 @@ blocks; `--compile`: the compiled opt-ins), and batch-1 decoding through `genera
 Each part is its own process (so a `timeout` around one cannot lose the other's results) and writes its JSON (rows,
 device, torch, commit, command) as soon as each row is measured."""
 from __future__ import annotations
-import argparse, json, os, subprocess, sys, time
+import argparse, json, os, sys, time
 from pathlib import Path
 
 import torch
 
-from hypermnemosyne.core import time_fn, print_table, device_name
+from hypermnemosyne.core import time_fn, print_table, device_name, source_commit
 from hypermnemosyne.model import HMConfig, HyperMnemosyne
 from hypermnemosyne.generate import generate
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def commit() -> str:
-    if os.environ.get('HM_COMMIT'): return os.environ['HM_COMMIT']
-    r = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True)
-    return r.stdout.strip() or 'unknown'
 
 
 def profile_step(step, top: int = 12) -> dict:
@@ -74,7 +68,7 @@ def decode_rows(cfg: HMConfig, dev, prompt_len: int, n_new: int, repeats: int, c
 
 
 def save(path: Path, rows: list[dict], dev, argv):
-    meta = dict(device=device_name(dev), torch=torch.__version__, commit=commit(), time=time.strftime('%Y-%m-%d %H:%M:%S'),
+    meta = dict(device=device_name(dev), torch=torch.__version__, commit=source_commit(ROOT), time=time.strftime('%Y-%m-%d %H:%M:%S'),
                 command='python tools/speed_check.py ' + ' '.join(argv))
     tmp = path.with_name(path.name + '.tmp'); tmp.write_text(json.dumps(dict(meta=meta, rows=rows), indent=1) + '\n')
     os.replace(tmp, path)

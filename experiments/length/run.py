@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hypermnemosyne.core import source_commit
 from hypermnemosyne.model import HMConfig, HyperMnemosyne, lm_loss
 from hypermnemosyne.data import load_corpus, ByteTokenizer, tokenize_corpus, TokenLoader, passkey, mqar
 from hypermnemosyne.optim import MuonWithAdamW
@@ -171,17 +172,6 @@ def train_run(spec: dict, tokens: np.ndarray, stop_at: float | None = None, log=
     return rec, model
 
 
-# ----------------------------------------------------------------------------------------------------- provenance
-def commit() -> str:
-    "$HM_COMMIT when set (a copied tree's .git can be stale), else `git rev-parse HEAD`, else 'unknown'."
-    if os.environ.get('HM_COMMIT'): return os.environ['HM_COMMIT']
-    try:
-        r = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        if r.returncode == 0 and r.stdout.strip(): return r.stdout.strip()
-    except (OSError, subprocess.SubprocessError): pass
-    return 'unknown'
-
-
 def run_name(s: dict) -> str: return f"{s['arm'].replace('+', '-')}_s{s['seed']}_n{s['steps']}"
 
 
@@ -253,7 +243,7 @@ def child_main(a):
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
     tokens = np.load(a._tokens, mmap_mode='r')
     def save(rec):
-        full = dict(spec, **rec, commit=commit(), command=os.environ.get('HM_LENGTH_COMMAND', ''),
+        full = dict(spec, **rec, commit=source_commit(ROOT), command=os.environ.get('HM_LENGTH_COMMAND', ''),
                     gpu=torch.cuda.get_device_name(0) if spec['device'].startswith('cuda') else 'CPU', torch=torch.__version__,
                     finished=time.strftime('%Y-%m-%dT%H:%M:%S'))
         write_json(Path(a.out) / (run_name(spec) + '.json'), full)

@@ -220,9 +220,9 @@ def memory_diagnostics(model, x, y, pairs: int) -> dict:
     la = _length_analysis()
     seen = la.capture(model, lambda: model(x))
     pos = list(range(1, 2 * pairs, 2))
-    where = y != -100
-    return dict(store={str(i): la.store_cosines(layer, seen[i][0], seen[i][2], pos) for i, layer in la.memory_layers(model)},
-                read={str(i): la.read_ratio(seen[i][0], seen[i][1], where) for i, _ in la.memory_layers(model)},
+    where, layers = y != -100, la.memory_layers(model)
+    return dict(store={str(i): la.store_cosines(layer, seen[i][0], seen[i][2], pos) for i, layer in layers},
+                read={str(i): la.read_ratio(seen[i][0], seen[i][1], where) for i, _ in layers},
                 grads=la.grad_norms(model, lambda: F.cross_entropy(model(x, where).float(), y[where])))
 
 
@@ -234,17 +234,6 @@ def _length_analysis():
 
 
 # ---------------------------------------------------------------------------------------------------- provenance
-def commit() -> str:
-    """$HM_COMMIT when set (a copied tree's .git can be stale: on the device machine it reported an old commit), else
-    `git rev-parse HEAD` of this checkout, else 'unknown'."""
-    if os.environ.get('HM_COMMIT'): return os.environ['HM_COMMIT']
-    try:
-        r = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        if r.returncode == 0 and r.stdout.strip(): return r.stdout.strip()
-    except (OSError, subprocess.SubprocessError): pass
-    return 'unknown'
-
-
 def gpu_name(device: str) -> str:
     import torch
     return torch.cuda.get_device_name(torch.device(device)) if device.startswith('cuda') else 'CPU'
@@ -368,10 +357,11 @@ def run_specs(a, device: str) -> list[dict]:
 def child_main(a):
     "One run in this process: train, then write its JSON (or .partial.json when the deadline cut it short)."
     import torch
+    from hypermnemosyne.core import source_commit
     spec = json.loads(a._child)
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
     rec = train_run(spec, a._deadline_at)
-    rec = dict(spec, **rec, commit=commit(), command=os.environ.get('HM_RECALL_COMMAND', ''), gpu=gpu_name(spec['device']),
+    rec = dict(spec, **rec, commit=source_commit(ROOT), command=os.environ.get('HM_RECALL_COMMAND', ''), gpu=gpu_name(spec['device']),
                torch=torch.__version__, python=sys.version.split()[0], finished=time.strftime('%Y-%m-%dT%H:%M:%S'))
     out = Path(a.out)
     write_json(out / (run_name(spec) + ('.json' if rec['complete'] or rec['diverged'] else '.partial.json')), rec)
