@@ -76,6 +76,8 @@ def test_speed_check_writes_its_rows_with_their_provenance(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     j = json.loads(out.read_text())
     assert j['meta']['commit'] == 'abc1234' and j['meta']['device'].startswith('CPU') and 'decode --quick' in j['meta']['command']
-    (row,) = j['rows']                                          # the CPU has no graph row
+    row, prof = j['rows']                                       # the CPU has no graph row
     assert row['component'] == 'generate 8 tokens after 64, batch 1' and row['ms'] > 0
     assert abs(row['tokens_per_s'] - 8e3 / row['ms']) < 1e-6 * row['tokens_per_s']
+    assert prof['component'].startswith('eager decode step') and prof['launches'] is None   # counted on CUDA only
+    assert prof['top_kernels'] and all(k['calls'] > 0 and k['label'] for k in prof['top_kernels'])

@@ -4,11 +4,12 @@ blocks; `--compile`: the compiled opt-ins), and batch-1 decoding through `genera
 
     python tools/speed_check.py train --out speed-train.json      # on a GPU; --quick: tiny models on the CPU
     python tools/speed_check.py decode --out speed-decode.json
+    python tools/speed_check.py overheads --out speed-overheads.json   # mHC, memory, JEPA: `base` with and without
 
 Each part is its own process (so a `timeout` around one cannot lose the other's results) and writes its JSON (rows,
 device, torch, commit, command) as soon as each row is measured."""
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, dataclasses, json, os, re, sys, time
 from pathlib import Path
 
 import torch
@@ -16,8 +17,24 @@ import torch
 from hypermnemosyne.core import time_fn, print_table, device_name, source_commit
 from hypermnemosyne.model import HMConfig, HyperMnemosyne
 from hypermnemosyne.generate import generate
+from hypermnemosyne.bench.model import _bench_step, _bench_views, _overhead
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+_FUNCTORS = [re.compile(r) for r in (r'\w+_kernel_cuda', r'CUDAFunctor_\w+', r'\w+Functor\w*', r'\w+_kernel\w*')]
+_GENERIC = ('elementwise_kernel', 'vectorized_elem', 'gpu_kernel_impl', 'unrolled_elementwise', 'BinaryFunctor',
+            'UnaryFunctor', 'AUnaryFunctor', 'BUnaryFunctor')
+
+def kernel_label(name: str) -> str:
+    "A short name for a kernel: the functor or kernel inside an ATen elementwise template, else the name's start."
+    if not name.startswith('void at::native::'): return name[:60]
+    rest = name[17:]
+    head = rest.split('<')[0].split('::')[-1]
+    for pat in _FUNCTORS:
+        found = [m for m in pat.findall(rest) if not m.startswith(_GENERIC) and m != head]
+        if found: return f'{head}: {found[0]}'
+    return head
 
 
 def profile_step(step, top: int = 12) -> dict:
@@ -29,7 +46,8 @@ def profile_step(step, top: int = 12) -> dict:
     key = 'device_time_total' if cuda else 'cpu_time_total'
     t = lambda a: getattr(a, key, 0) or 0
     avg = [a for a in prof.key_averages() if not cuda or a.device_type == torch.autograd.DeviceType.CUDA]  # kernels
-    kern = [dict(name=a.key[:90], calls=a.count, ms=t(a) / 1e3) for a in sorted(avg, key=lambda a: -t(a))[:top]]
+    kern = [dict(label=kernel_label(a.key), calls=a.count, ms=t(a) / 1e3, name=a.key[:400])
+            for a in sorted(avg, key=lambda a: -t(a))[:top]]
     return dict(launches=n, top_kernels=kern)
 
 
@@ -64,6 +82,36 @@ def decode_rows(cfg: HMConfig, dev, prompt_len: int, n_new: int, repeats: int, c
         how = (', cuda graph' if graph else '') + (', compiled' if compile and graph else '')
         rows.append(dict(component=f'generate {n_new} tokens after {prompt_len}, batch 1' + how,
                          ms=ms, tokens_per_s=n_new / ms * 1e3, warmup_s=warm))
+    return rows + [decode_profile(m, prompt)]
+
+
+def decode_profile(m, prompt, n: int = 8) -> dict:
+    "Device activities per generated token of eager decoding: (profile of n + 1 tokens − of 1 token) / n; top kernels."
+    one = profile_step(lambda: generate(m, prompt, 1, temperature=0, ttl=False))
+    more = profile_step(lambda: generate(m, prompt, n + 1, temperature=0, ttl=False))
+    per = (more['launches'] - one['launches']) / n if more['launches'] is not None else None
+    return dict(component=f'eager decode step, device activities per token ({n + 1} vs 1 tokens)', launches=per,
+                top_kernels=more['top_kernels'])
+
+
+def overhead_rows(dev, quick: bool, save) -> list[dict]:
+    """`base` (bf16 streams, checkpointing) against itself without mHC (plain residual), without memory, and with JEPA
+    views, in one process; each row is saved as soon as it is measured."""
+    b, t, reps = (2, 64, 2) if quick else (8, 4096, 5)
+    base = HMConfig.preset('tiny' if quick else 'base', grad_checkpoint=True,
+                           stream_dtype='bfloat16' if dev.type == 'cuda' else 'float32')
+    run = lambda cfg, **kw: _bench_step(cfg, b, t, dev, warmup=2, repeats=reps, **kw)
+    run(base)                                                                   # untimed: autotuning, clocks
+    rb, rows = run(base), []
+    n_pairs, view_len = (2, 16) if quick else (4, 512)
+    for label, kw in (('mHC (vs residual)', dict(cfg=dataclasses.replace(base, mhc_mode='residual'))),
+                      ('memory (vs none)', dict(cfg=dataclasses.replace(base, memory_layers=()))),
+                      (f'JEPA (vs none, {n_pairs} view pairs of {view_len}+{view_len} tokens)',
+                       dict(cfg=base, views_fn=lambda bb, d: _bench_views(base, n_pairs, view_len, d)))):
+        r = run(kw.pop('cfg'), **kw)
+        a, c = (r, rb) if label.startswith('JEPA') else (rb, r)
+        extra = dict(extra_tokens_pct=100 * 2 * n_pairs * view_len / (b * t)) if label.startswith('JEPA') else {}
+        rows.append(_overhead(label, a, c, device_name(dev), r.get('error'), **extra)); save(rows)
     return rows
 
 
@@ -77,7 +125,7 @@ def save(path: Path, rows: list[dict], dev, argv):
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog='speed_check', description=__doc__.split('\n\n')[0])
-    p.add_argument('part', choices=('train', 'decode'))
+    p.add_argument('part', choices=('train', 'decode', 'overheads'))
     p.add_argument('--out', required=True)
     p.add_argument('--quick', action='store_true', help='tiny models on the CPU: checks the script, measures nothing')
     p.add_argument('--compile', action='store_true', help='compiled blocks (HMConfig.compile=True) for training, and the '
@@ -94,13 +142,16 @@ def main(argv=None) -> int:
             rows.append(train_row(name, cfg, b, t, dev, reps)); save(out, rows, dev, argv)
         rows.append(dict(component='base / transformer tokens/s', ratio=rows[0]['tokens_per_s'] / rows[1]['tokens_per_s'],
                          launches_ratio=(rows[0]['launches'] / rows[1]['launches']) if rows[0]['launches'] else None))
+    elif a.part == 'overheads':
+        rows = overhead_rows(dev, a.quick, lambda rs: save(out, rs, dev, argv))
     else:
         rows += decode_rows(HMConfig.preset('tiny' if a.quick else 'base'), dev, 64 if a.quick else 1024,
                             8 if a.quick else 256, 2 if a.quick else 3, a.compile)
     save(out, rows, dev, argv)
     print_table([{k: v for k, v in r.items() if k != 'top_kernels'} for r in rows])
     for r in rows:
-        if r.get('top_kernels'): print(r['component']); print_table(r['top_kernels'])
+        if r.get('top_kernels'):
+            print(r['component']); print_table([{k: v for k, v in x.items() if k != 'name'} for x in r['top_kernels']])
     return 0
 
 
