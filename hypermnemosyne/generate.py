@@ -8,6 +8,8 @@ import argparse, collections, io, keyword, math, os, re, sys, threading
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
+import torch.utils._pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 from .core import get_device, autocast_ctx, CliError, run_cli
@@ -16,9 +18,9 @@ from .train.checkpoint import load_run
 from .model import COMPILE_OPTIONS
 
 # %% auto #0
-__all__ = ['SAMPLING_DEFAULTS', 'check_sampling', 'filter_logits', 'sample_next', 'GenerationResult', 'generate_stream',
-           'generate', 'generate_parser', 'hm_generate', 'surprise_plot_png', 'GenerationWidget', 'readme_run_dir',
-           'degenerate_reasons', 'answer_logprob', 'GraphedStep']
+__all__ = ['SAMPLING_DEFAULTS', 'check_sampling', 'filter_logits', 'sample_next', 'CastWeights', 'GenerationResult',
+           'generate_stream', 'generate', 'generate_parser', 'hm_generate', 'surprise_plot_png', 'GenerationWidget',
+           'readme_run_dir', 'degenerate_reasons', 'answer_logprob', 'GraphedStep']
 
 # %% ../nbs/12_generate.ipynb #7160666c
 SAMPLING_DEFAULTS = dict(temperature=0.6, top_k=None, top_p=0.9, max_repeat=32)   # generate, hm_generate and the widget
@@ -55,6 +57,64 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     if temperature == 0: return logits.argmax(-1)
     probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+# %% ../nbs/12_generate.ipynb #5c30349d
+class _CastUses(TorchDispatchMode):
+    """Records, for each parameter (by storage), the dtypes of the casts that read it (autocast's copies to bf16/fp16)
+    and whether any other op reads it (a norm weight, an embedding lookup, a fused kernel's argument)."""
+    def __init__(self, names: dict):
+        super().__init__()
+        self.names, self.casts, self.other = names, collections.defaultdict(set), set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not func.is_view:                 # a view reads nothing; the op that uses the view is what counts
+            cast = func is torch.ops.aten._to_copy.default and kwargs.get('dtype') in (torch.bfloat16, torch.float16)
+            for i, a in enumerate(pytree.tree_leaves((args, kwargs))):
+                name = self.names.get(_storage(a)) if isinstance(a, torch.Tensor) else None
+                if name is None: continue
+                if cast and i == 0: self.casts[name].add(kwargs['dtype'])
+                else: self.other.add(name)
+        return func(*args, **kwargs)
+
+def _storage(t: torch.Tensor) -> int: return t.untyped_storage().data_ptr()
+
+class CastWeights:
+    """Runs decoding steps with the weights that autocast casts at every step cast once, ahead of time.
+
+    Under bf16 autocast each `model.step` copies every matmul weight from fp32 to bf16 again (and a CUDA graph replays
+    those copies: a sixth of a `base` step's kernels). The first call runs the step under a dispatch mode that records
+    which parameters are only ever read by such a cast; later calls run with exactly those parameters replaced by their
+    cast copies (made once), so the same matmuls read the same bf16 values without the copies. A parameter with any
+    other use (an embedding lookup, a norm, a fused kernel) is left alone, so the result is bit-identical. Without
+    autocast nothing is cast and nothing is replaced. The copies are of the weights at the first call: make a new one
+    after the weights change."""
+    def __init__(self, model: torch.nn.Module):
+        self.model, self.casts = model, None
+
+    def __call__(self, fn, *args, **kwargs):
+        if self.casts is None: return self._record(fn, *args, **kwargs)
+        if not self.casts: return fn(*args, **kwargs)
+        saved = {}
+        try:
+            for name, t in self.casts.items():
+                mod, attr = self._owner(name)
+                saved[name] = mod._parameters[attr]; mod._parameters[attr] = t
+            return fn(*args, **kwargs)
+        finally:
+            for name, p in saved.items():
+                mod, attr = self._owner(name); mod._parameters[attr] = p
+
+    def _owner(self, name: str):
+        mod, _, attr = name.rpartition('.')
+        return self.model.get_submodule(mod), attr
+
+    def _record(self, fn, *args, **kwargs):
+        params = dict(self.model.named_parameters())
+        with _CastUses({_storage(p): n for n, p in params.items()}) as log: out = fn(*args, **kwargs)
+        self.casts = {n: params[n].detach().to(next(iter(d))) for n, d in log.casts.items()
+                      if n not in log.other and len(d) == 1}
+        return out
 
 # %% ../nbs/12_generate.ipynb #d7e9ae1f
 @dataclass
@@ -124,7 +184,7 @@ def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: f
         logits = model(ids, state=state).logits[:, -1]                  # prefill: the whole prompt in parallel
         s = _surprise(state)
         info.update(state=state, prompt_surprise=[] if s is None else s[0].tolist())
-        stepper = None
+        stepper, casts = None, CastWeights(model)
         if graph:
             stepper = GraphedStep(model, state.make_static(state.pos + max_new_tokens), emulate=graph == 'emulate',
                                   compile=graph == 'compiled')
@@ -133,7 +193,7 @@ def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: f
             if should_stop is not None and should_stop(): break
             nxt = sample_next(_ban_repeat(logits, last, run, max_repeat), temperature, top_k, top_p, gen)
             step_ids = nxt.view(1, 1).to(device)
-            new_logits = stepper(step_ids) if stepper is not None else model.step(step_ids, state).logits
+            new_logits = stepper(step_ids) if stepper is not None else casts(model.step, step_ids, state).logits
             s = _surprise(state)
             tok = int(nxt.item())
             last, run = tok, (run + 1 if tok == last else 1)
@@ -434,7 +494,8 @@ class GraphedStep:
     fixed buffer. The memory's write, once every `mem_chunk` tokens, is the one part that runs outside the graph: after
     a call that fills a buffer, the wrapper writes it eagerly (`MemoryState.flush`, in place, so the graph reads the new
     weights). The first `warmup` calls run eagerly (real steps, which also compile the Triton kernels and warm cuBLAS
-    before capture); the next call captures, and every call replays.
+    before capture); the next call captures, and every call replays. `cast_weights` (default True): the step runs
+    through `CastWeights`, so the graph reads weights cast to bf16 once instead of replaying autocast's copies.
 
     A graph replays kernels, not Python: a step must keep every shape and address fixed and must not compute anything
     from a Python number that changes between tokens (the static KV cache keeps its position in a tensor for that
@@ -449,14 +510,16 @@ class GraphedStep:
     `model.COMPILE_OPTIONS`), so the graph replays Inductor's fused kernels instead of one launch per op; the warm-up
     is then at least 3 calls, so that compiling (and the recompile that makes the changing positions dynamic) happens
     before the capture."""
-    def __init__(self, model, state, warmup: int = 2, emulate: bool = False, compile: bool | None = False):
+    def __init__(self, model, state, warmup: int = 2, emulate: bool = False, compile: bool | None = False,
+                 cast_weights: bool = True):
         dev = _check_graphable(model, state, emulate)
         if compile not in (None, True, False): raise ValueError(f'compile must be None, True or False, got {compile!r}')
         for m in state.memory:
             if m is not None: m.defer_flush = True        # full buffers are written by _flush, never inside the graph
         self.compiled = (dev.type == 'cuda' and not emulate) if compile is None else compile
         self.step = torch.compile(model.step, **COMPILE_OPTIONS) if self.compiled else model.step
-        if self.compiled: warmup = max(warmup, 3)
+        self.casts = CastWeights(model) if cast_weights else None
+        if self.compiled: warmup = max(warmup, 4 if cast_weights else 3)   # + the eager call that finds the casts
         self.model, self.state, self.warmup, self.emulate, self.device = model, state, warmup, emulate, dev
         self.graph, self.replays = None, 0
 
@@ -464,7 +527,7 @@ class GraphedStep:
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         if self.warmup > 0:
             self.warmup -= 1
-            out = self.step(ids, self.state).logits
+            out = self._step(ids).logits
             self._flush()
             return out
         if self.graph is None: self._capture(ids)
@@ -478,6 +541,11 @@ class GraphedStep:
         self.replays += 1
         return self.logits.clone()
 
+    def _step(self, ids):
+        "One step, through `CastWeights` (its first call, which records the casts, runs the eager step)."
+        if self.casts is None: return self.step(ids, self.state)
+        return self.casts(self.step if self.casts.casts is not None else self.model.step, ids, self.state)
+
     def _flush(self):
         "Write every full memory buffer (eagerly, under the step's autocast), in place."
         full = [m for m in self.state.memory if m is not None and m.static and m.count >= m.buf_k.shape[2]]
@@ -489,7 +557,7 @@ class GraphedStep:
         "One step that copies every state tensor it rebinds back into the tensor captured at `tens0`'s path."
         st, model = self.state, self.model
         def fn():
-            logits = self.step(self.ids, st).logits
+            logits = self._step(self.ids).logits
             new = [p for p, v in _leaves(st) if torch.is_tensor(v) and p not in tens0]
             if new: raise ValueError(f'state entries {new} appeared during a step: run eager steps first (warmup >= 1)')
             for p, t0 in tens0.items():
