@@ -48,6 +48,17 @@ def test_task_rows_mix_passkey_and_mqar_or_passkey_only():
         text = bytes(int(t) for t in row[nd]).decode()
         key = bytes(int(t) for t in row[-5:]).decode()
         assert text.startswith('The pass key is ' + key) and text.endswith(key + ' is the pass key. ')
+    for row, mk in zip(both[1::2], m[1::2]):          # MQAR rows (the default: Zoology's layout): every key queried once
+        pos = mk.nonzero()[:, 0].tolist()
+        assert len(pos) in run.mqar_pairs_for(256)
+        kv = {int(row[i]): int(row[i + 1]) for i in range(0, 2 * len(pos), 2)}   # the pairs open the document
+        assert len(kv) == len(pos) and all(k < 128 <= v for k, v in kv.items())
+        assert all(kv[int(row[t - 1])] == int(row[t]) for t in pos)            # each answer is its query key's value
+        assert min(pos) < 200                          # power-law gaps: queries soon after the pairs, not all at the end
+    end, m3, _ = run.task_rows(4, 256, np.random.default_rng(0), tasks='passkey,mqar')
+    assert m3[1, -1] and m3[1, :-64].sum() == 0                          # the package's layout: answers at the end
+    try: run.task_rows(2, 256, np.random.default_rng(0), tasks='mqar'); raise AssertionError('accepted')
+    except ValueError as e: assert 'passkey,zmqar' in str(e)
 
 
 def test_miniature_writes_complete_jsons_that_the_verdicts_read(tmp_path):
@@ -63,6 +74,8 @@ def test_miniature_writes_complete_jsons_that_the_verdicts_read(tmp_path):
         assert all(0 <= analysis.passkey_acc(x, m) <= 1 for m in (1, 4, 16)) and len(x['commit']) >= 7
     mem = next(x for x in recs if x['arm'] == 'ssd+memory')
     assert analysis.passkey_acc(mem, 16, ttl=False) is not None and analysis.mqar_acc(mem, ttl=False) is not None
+    assert mem['eval']['mqar']['layout'] == 'zoology' and mem['eval']['mqar_end']['layout'] == 'end'
+    assert len(mem['eval']['mqar']['acc']['ttl_off']) == len(mem['eval']['mqar']['n_pairs']) == 4   # 4-32 pairs at 128
     assert set(mem['diagnostics']) == {'store', 'read', 'grads', 'surprise'} and 'diagnostics' not in next(x for x in recs if x['arm'] == 'ssd')
     assert analysis.table(recs).count('| mini |') == 2
     v = {x['goal']: x['status'] for x in analysis.verdicts(recs)}

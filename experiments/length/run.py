@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from hypermnemosyne.core import source_commit
 from hypermnemosyne.model import HMConfig, HyperMnemosyne, lm_loss
-from hypermnemosyne.data import load_corpus, ByteTokenizer, tokenize_corpus, TokenLoader, passkey, mqar
+from hypermnemosyne.data import load_corpus, ByteTokenizer, tokenize_corpus, TokenLoader, TaskBatch, passkey, mqar
 from hypermnemosyne.optim import MuonWithAdamW
 from hypermnemosyne.layers.memory import NeuralMemory
 
@@ -35,6 +35,9 @@ def _load(name: str, path: Path):
 _abl = _load('ablations_run', Path(__file__).resolve().parents[1]/'ablations'/'run.py')
 memory_tasks, mqar_pairs_for = _abl.memory_tasks, _abl.mqar_pairs_for
 passkey_batch, task_logits, answer_accuracy = _abl.passkey_batch, _abl.task_logits, _abl.answer_accuracy
+# Zoology's MQAR layout (queries at power-law gaps after the pairs) is the recall study's generator
+_recall = _load('recall_run', Path(__file__).resolve().parents[1]/'recall'/'run.py')
+TASKS = ('passkey,zmqar', 'passkey,mqar', 'passkey')
 
 ARMS = analysis.ARMS
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,20 +70,44 @@ def corpus_tokens(max_mb: float, cache_dir) -> np.ndarray:
     return np.asarray(tokenize_corpus(split, ByteTokenizer(), cache_dir))
 
 
-def task_rows(n: int, seq_len: int, rng, tasks: str = 'passkey,mqar') -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`n` task documents of `seq_len` tokens, alternately passkey (random depth) and MQAR (random pair count), or
-    passkey only (`tasks='passkey'`); their answer masks and needle masks (the needle sentence of a passkey row)."""
+def zmqar(pairs: int, seq_len: int, seed: int, n: int = 1) -> TaskBatch:
+    """`n` MQAR documents in Zoology's layout over the byte vocabulary (keys in [1, 128), values in [128, 256), random
+    filler), as a `TaskBatch`: the mask marks each value that follows its query key (the token to predict)."""
+    inputs, labels = _recall.mqar(n, seq_len, pairs, seed, vocab=256)
+    mask = torch.zeros_like(inputs, dtype=torch.bool)
+    mask[:, 1:] = labels[:, :-1] != -100
+    return TaskBatch(inputs, mask)
+
+
+def task_rows(n: int, seq_len: int, rng, tasks: str = TASKS[0]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`n` task documents of `seq_len` tokens, alternately passkey (random depth) and MQAR (random pair count; `zmqar`:
+    Zoology's layout, `mqar`: the package's, every query at the end), or passkey only (`tasks='passkey'`); their answer
+    masks and needle masks (the needle sentence of a passkey row)."""
+    if tasks not in TASKS: raise ValueError(f'tasks must be one of {", ".join(TASKS)}, got {tasks!r}')
     toks, masks, needles, pairs = [], [], [], (mqar_pairs_for(seq_len) if 'mqar' in tasks else [])
     for j in range(n):
         s = int(rng.integers(1 << 30))
         pk = j % 2 == 0 or not pairs
+        p = int(rng.choice(pairs)) if not pk else 0
         tb = (passkey(seq_len, float(rng.uniform(0.05, 0.95)), seed=s) if pk else
-              mqar(p := int(rng.choice(pairs)), p, 256, seq_len=seq_len, seed=s))
+              zmqar(p, seq_len, s) if 'zmqar' in tasks else mqar(p, p, 256, seq_len=seq_len, seed=s))
         nd = torch.zeros_like(tb.mask)
         if pk:
             a, b = analysis.needle_span(tb.tokens[0].tolist()); nd[:, a:b] = True
         toks.append(tb.tokens); masks.append(tb.mask); needles.append(nd)
     return torch.cat(toks), torch.cat(masks), torch.cat(needles)
+
+
+def zmqar_eval(model, seq_len: int, n: int, batch_size: int, seed: int = 20_000) -> dict:
+    """MQAR in Zoology's layout at the training length, token accuracy per pair count, test-time learning on and (for
+    a memory model) off: the same structure as `memory_tasks`' `mqar` entry, with `layout: 'zoology'`."""
+    out = dict(layout='zoology', n_pairs=mqar_pairs_for(seq_len), acc={})
+    for p in out['n_pairs']:
+        tb = zmqar(p, seq_len, seed + p, n)
+        for ttl in ((True, False) if model.config.memory_layers else (True,)):
+            lg = task_logits(model, tb.tokens, ttl, batch_size)
+            out['acc'].setdefault('ttl_on' if ttl else 'ttl_off', []).append(answer_accuracy(lg, tb.tokens, tb.mask)[1])
+    return out
 
 
 def mixed_loss(model, ids, mask, n_lm: int, needle=None):
@@ -135,7 +162,7 @@ def train_run(spec: dict, tokens: np.ndarray, stop_at: float | None = None, log=
         for g, b in zip(opt.param_groups, base): g['lr'] = b * f
         lm_ids = next(loader)
         empty = torch.empty(0, T, dtype=torch.bool)
-        tk, tm, tn = task_rows(n_task, T, rng, spec.get('tasks', 'passkey,mqar')) if n_task else (empty.long(), empty, empty)
+        tk, tm, tn = task_rows(n_task, T, rng, spec['tasks']) if n_task else (empty.long(), empty, empty)
         ids = torch.cat([lm_ids, tk]).to(dev)
         no = torch.zeros(len(lm_ids), T, dtype=torch.bool)
         mask, needle = torch.cat([no, tm]).to(dev), torch.cat([no, tn]).to(dev)
@@ -163,6 +190,9 @@ def train_run(spec: dict, tokens: np.ndarray, stop_at: float | None = None, log=
     rec = dict(steps_done=done, complete=done == spec['steps'], skipped=skipped, first_skipped=first_bad, curve=curve, train_s=train_s, s_per_step=train_s / max(1, done),
                model=cfg.to_dict(), layout=cfg.block_layout(), params=sum(p.numel() for p in model.parameters()))
     rec['eval'] = memory_tasks(model, T, n=spec['eval_n'], batch_size=spec['eval_batch'])
+    if 'zmqar' in spec['tasks']:          # MQAR as trained; the end-of-sequence layout is kept as the harder variant
+        rec['eval']['mqar_end'] = dict(rec['eval']['mqar'], layout='end')
+        rec['eval']['mqar'] = zmqar_eval(model, T, spec['eval_n'], spec['eval_batch'])
     rec['wall_s'] = time.time() - t0
     if save and cfg.memory_layers: save(rec)                   # the results are safe before the diagnostics run
     if cfg.memory_layers:
@@ -192,7 +222,8 @@ def parser():
     p.add_argument('--seq_len', type=int, default=1024, help='training length (passkey is evaluated at 1x, 4x, 16x of it)')
     p.add_argument('--task_frac', type=float, default=1 / 3, help='share of each batch that is passkey/MQAR documents')
     p.add_argument('--needle_loss', action='store_true', help="also train on the passkey rows' needle sentences")
-    p.add_argument('--tasks', default='passkey,mqar', choices=('passkey,mqar', 'passkey'), help='the task documents in the batch')
+    p.add_argument('--tasks', default=TASKS[0], choices=TASKS, help="the task documents in the batch: passkey and "
+                   "MQAR in Zoology's layout (zmqar), or in the package's with every query at the end (mqar), or passkey only")
     p.add_argument('--window', type=int, default=128, help='sliding window of the swa arms')
     p.add_argument('--mem_chunk', type=int, default=64, help='memory chunk of the +memory arms (hybrid keeps its preset)')
     p.add_argument('--mem_compile', action='store_true', help="the memory's chunk write through torch.compile (CUDA)")
