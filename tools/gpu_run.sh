@@ -6,6 +6,10 @@
 #   ablations    the GPU ablation study (GPU_COMMAND of experiments/ablations/run.py; SEEDS=1 for seed 1)
 #   memtask      the memory question with the long task phase (GPU_TASK_COMMAND) -> $OUT/ablations-*.tgz
 #   ddp          tokens/s of `small` on 1 GPU and on 2 GPUs (torchrun, nccl; needs 2 GPUs) -> $OUT/ddp.txt
+#   speed        issue 19's measurements, each part its own process under a timeout, the eager parts first:
+#                tools/speed_check.py train, overheads, decode, then train --compile and decode --compile with what is
+#                left of SPEED_BUDGET seconds (default 540) -> $OUT/speed-*.json, $OUT/speed.log (SPEED_QUICK=1: the
+#                CPU check of the stage, tiny models)
 # Outputs go to $OUT (default $TMPDIR/gpu-out); COMMIT names the commit the records are filed under (default: git's
 # HEAD; a copy of the tree without .git needs it).
 set -euo pipefail
@@ -19,7 +23,14 @@ study() {  # study COMMAND NAME: run an ablation command, pack its result folder
   tar czf "$OUT/$2.tgz" "$dir"
 }
 command_of() { python3 -c "import runpy; print(runpy.run_path('experiments/ablations/run.py')['$1'])"; }
-stage=${1:?usage: bash tools/gpu_run.sh cells NB... | bench | ablations | memtask | ddp}; shift
+speed_part() {  # speed_part NAME SECONDS ARGS...: one tools/speed_check.py part, skipped when no time is left
+  local name=$1 secs=$2; shift 2
+  if [ "$secs" -lt 30 ]; then echo "== $name: skipped, ${secs} s left" | tee -a "$OUT/speed.log"; return; fi
+  echo "== $name (timeout ${secs} s)" | tee -a "$OUT/speed.log"
+  timeout "$secs" python3 tools/speed_check.py "$@" ${SPEED_QUICK:+--quick} --out "$OUT/speed-$name.json" >> "$OUT/speed.log" 2>&1 \
+    || echo "== $name: exit $? (124: timed out)" | tee -a "$OUT/speed.log"
+}
+stage=${1:?usage: bash tools/gpu_run.sh cells NB... | bench | ablations | memtask | ddp | speed}; shift
 case $stage in
 cells)
   [ $# -gt 0 ] || { echo 'cells: name the notebooks, e.g. nbs/02_mhc.ipynb' >&2; exit 2; }
@@ -45,5 +56,11 @@ ddp)
   { echo "== small, 1 GPU"; python3 "$tmp/hm_train.py" $S --out "$tmp/one"
     echo "== small, 2 GPUs (DDP, nccl)"; torchrun --standalone --nproc_per_node 2 "$tmp/hm_train.py" $S --out "$tmp/two"
     python3 tools/ddp_report.py "$tmp/one" "$tmp/two"; } 2>&1 | tee "$OUT/ddp.txt" | tail -40 ;;
-*) echo "unknown stage $stage: cells, bench, ablations, memtask or ddp" >&2; exit 2 ;;
+speed)
+  end=$((SECONDS + ${SPEED_BUDGET:-540}))
+  left() { local l=$((end - SECONDS - ${1:-0})); echo $((l > 0 ? l : 0)); }
+  speed_part train $(left 360) train; speed_part overheads $(left 240) overheads; speed_part decode $(left 180) decode
+  speed_part train-compiled $(left 60) train --compile; speed_part decode-compiled $(left) decode --compile
+  tail -n 60 "$OUT/speed.log" ;;
+*) echo "unknown stage $stage: cells, bench, ablations, memtask, ddp or speed" >&2; exit 2 ;;
 esac
