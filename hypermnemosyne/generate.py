@@ -150,10 +150,11 @@ def _check_stream(max_new_tokens, temperature, top_k, top_p, max_repeat, graph, 
     check_sampling(temperature, top_k, top_p)
     if max_repeat is not None and (not isinstance(max_repeat, int) or max_repeat < 1):
         raise ValueError(f'max_repeat={max_repeat!r} must be an integer >= 1, or None to allow any run')
-    if graph not in (False, True, 'compiled', 'emulate'):
-        raise ValueError(f"graph must be False, True, 'compiled' or 'emulate', got {graph!r}")
+    if graph not in (None, False, True, 'compiled', 'emulate'):
+        raise ValueError(f"graph must be None, False, True, 'compiled' or 'emulate', got {graph!r}")
     if graph in (True, 'compiled') and device.type != 'cuda':
         raise ValueError(f'graph={graph!r} needs a CUDA device; the model is on {device}')
+    return device.type == 'cuda' if graph is None else graph        # None: the CUDA graph wherever there is one
 
 def _ban_repeat(logits, last, run, max_repeat):
     "`logits` with token `last` masked out when it already ends the text `max_repeat` times in a row."
@@ -164,15 +165,16 @@ def _ban_repeat(logits, last, run, max_repeat):
 def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: float = SAMPLING_DEFAULTS['temperature'],
                     top_k: int | None = SAMPLING_DEFAULTS['top_k'], top_p: float | None = SAMPLING_DEFAULTS['top_p'],
                     seed: int | None = None, ttl: bool = True, state=None, stop_ids=(), should_stop=None,
-                    info: dict | None = None, graph: bool | str = False,
+                    info: dict | None = None, graph: bool | str | None = None,
                     max_repeat: int | None = SAMPLING_DEFAULTS['max_repeat']):
     """Yield `(token_id, surprise)` per generated token. `state` (a `ModelState`) continues an earlier call; `info`
     (a dict, optional) receives `state` and `prompt_surprise` as they become known. `should_stop()` ends early.
-    `graph=True` decodes through a CUDA graph (`GraphedStep`, CUDA only, `ttl` on or off; 'compiled' compiles the step
+    `graph` (default None: on CUDA) decodes through a CUDA graph (`GraphedStep`, `ttl` on or off; True requires CUDA,
+    False decodes eagerly; 'compiled' compiles the step
     before the capture, an opt-in; 'emulate' is its CPU stand-in for tests). `max_repeat`: a token that already ends
     the text `max_repeat` times in a row cannot come again (None: no limit)."""
     device = next(model.parameters()).device
-    _check_stream(max_new_tokens, temperature, top_k, top_p, max_repeat, graph, device)
+    graph = _check_stream(max_new_tokens, temperature, top_k, top_p, max_repeat, graph, device)
     was_training = model.training
     model.eval()
     ids = _prompt_tensor(model, prompt_ids, device)
@@ -207,7 +209,7 @@ def generate_stream(model, prompt_ids, max_new_tokens: int = 128, temperature: f
 def generate(model, prompt_ids, max_new_tokens: int = 128, temperature: float = SAMPLING_DEFAULTS['temperature'],
              top_k: int | None = SAMPLING_DEFAULTS['top_k'], top_p: float | None = SAMPLING_DEFAULTS['top_p'],
              seed: int | None = None, ttl: bool = True, state=None, tokenizer=None, callback=None, stop_ids=(),
-             should_stop=None, graph: bool | str = False,
+             should_stop=None, graph: bool | str | None = None,
              max_repeat: int | None = SAMPLING_DEFAULTS['max_repeat']) -> GenerationResult:
     "Generate a continuation of `prompt_ids` (a list/tensor of ids, or a string when `tokenizer` is given)."
     if isinstance(prompt_ids, str):
@@ -238,7 +240,9 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument('--no_ttl', action='store_true', help='freeze the memory (no test-time learning)')
     p.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: cuda when available)')
-    p.add_argument('--graph', action='store_true', help='decode through a CUDA graph (CUDA only; GraphedStep)')
+    g = p.add_mutually_exclusive_group()
+    g.add_argument('--graph', action='store_true', help='require the CUDA graph (the default on CUDA; GraphedStep)')
+    g.add_argument('--no_graph', action='store_true', help='decode eagerly, one launch per op (the default on the CPU)')
     return p
 
 def _cli_device(name):
@@ -283,7 +287,7 @@ def _cli_generate(a) -> int:
     try:
         res = generate(model, tok.encode(a.prompt) if a.prompt else [], a.max_new_tokens, a.temperature, a.top_k,
                        a.top_p, a.seed, not a.no_ttl, tokenizer=tok, callback=show, stop_ids=(tok.eos_id,),
-                       graph=a.graph, max_repeat=a.max_repeat or None)
+                       graph=True if a.graph else False if a.no_graph else None, max_repeat=a.max_repeat or None)
     except KeyboardInterrupt:          # run_cli would say only "interrupted": say how much text came out
         sys.stdout.write('\n'); sys.stdout.flush()
         print(f'hm_generate: interrupted (Ctrl-C) after {n} tokens; the text above is what was generated',

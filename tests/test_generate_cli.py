@@ -31,12 +31,20 @@ def one_line_error(r, *words):
     (('--max_repeat', '-3'), ('--max_repeat',)),
     (('--device', 'tpu9'), ('--device', 'tpu9')),
     (('--device', 'cuda:7'), ('--device', 'cuda:7')),      # a real device type this machine lacks (CI has no GPU)
+    (('--device', 'cpu', '--graph'), ('--graph', 'CUDA')),  # the graph asked for where there is none
 ])
 def test_bad_settings_give_one_line_naming_the_flag(tiny_run, flags, words):
     if flags[-1] == 'cuda:7':
         import torch
         if torch.cuda.device_count() > 7: pytest.skip('this machine has a cuda:7')
     one_line_error(run('hm_generate', str(tiny_run), '--prompt', 'def ', *flags), *words)
+
+def test_no_graph_decodes_eagerly_and_the_default_runs_on_the_cpu(tiny_run):
+    "`--no_graph` forces eager decoding; without either flag the CPU decodes eagerly too (the graph is CUDA's default)."
+    outs = [run('hm_generate', str(tiny_run), '--prompt', 'def ', '--max_new_tokens', '5', '--temperature', '0',
+                '--device', 'cpu', *flag) for flag in ((), ('--no_graph',))]
+    assert all(r.returncode == 0 for r in outs), [r.stderr[-1000:] for r in outs]
+    assert outs[0].stdout == outs[1].stdout and outs[0].stdout.startswith('def ')
 
 def _sigint_default():
     "Ctrl-C's default action in the child: a test run from a background shell (`cmd &`) inherits SIGINT ignored."
