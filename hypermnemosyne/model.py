@@ -64,7 +64,7 @@ class HMConfig:
     jepa_k_pred: int = 1
     # misc
     tie_embeddings: bool = True
-    grad_checkpoint: bool = False
+    grad_checkpoint: bool | int = False  # True: recompute every block in the backward; k: the first k blocks
     autocast: bool | None = None       # None: bf16 on CUDA, fp32 on CPU
     compile: bool | None = False       # torch.compile each block's training forward; None: on CUDA; off (see below)
     stream_dtype: str = 'float32'      # dtype of the residual streams: 'float32' | 'bfloat16'
@@ -140,6 +140,9 @@ class HMConfig:
         if self.init_std <= 0: bad('init_std', 'must be > 0')
         if self.stream_dtype not in ('float32', 'bfloat16'):
             bad('stream_dtype', "use 'float32' (default) or 'bfloat16'")
+        gc = self.grad_checkpoint
+        if not (isinstance(gc, bool) or (isinstance(gc, int) and 0 <= gc <= self.n_layers)):
+            bad('grad_checkpoint', f'must be True (every block), False, or a number of blocks in 0..{self.n_layers}')
         ids = dict(pad_id=self.pad_id, bos_id=self.bos_id, eos_id=self.eos_id, pred_id=self.pred_id)
         for k, v in ids.items():
             if not 0 <= v < self.vocab_size: bad(k, f'special token id must be in [0, vocab_size={self.vocab_size})')
@@ -166,6 +169,10 @@ class HMConfig:
                 for i in range(self.n_layers)]
     @property
     def n_sublayers(self) -> int: return 2 * self.n_layers + len(self.memory_layers)
+    def checkpoints_block(self, i: int) -> bool:
+        "Whether training recomputes block `i` in the backward (`grad_checkpoint`: True, or the first k blocks)."
+        gc = self.grad_checkpoint
+        return gc if isinstance(gc, bool) else i < gc
     def compiles_blocks(self, device) -> bool:
         "Whether training forwards on `device` run compiled blocks (`compile`; None: on CUDA)."
         return get_device(device).type == 'cuda' if self.compile is None else self.compile
@@ -387,14 +394,14 @@ class HyperMnemosyne(nn.Module):
         per block when configured)."""
         self._check_ids(ids)
         c = self.config
-        use_ckpt = c.grad_checkpoint and self.training and torch.is_grad_enabled() and state is None
+        use_ckpt = bool(c.grad_checkpoint) and self.training and torch.is_grad_enabled() and state is None
         with autocast_ctx(ids.device, enabled=c.autocast):
             streams = expand_streams(self.embed(ids).to(self._stream_dtype(ids.device)), c.streams)
             for i, blk in enumerate(self.blocks):
                 if state is not None:
                     streams, state.mixer[i], state.memory[i] = blk(streams, state.mixer[i], state.memory[i],
                                                                    ttl=state.ttl)
-                elif use_ckpt:
+                elif use_ckpt and c.checkpoints_block(i):
                     streams = checkpoint(_block_train, self._train_block(i, ids.device), streams, None, None,
                                          use_reentrant=False)
                 else: streams = _block_train(self._train_block(i, ids.device), streams)
