@@ -11,4 +11,14 @@ echo "nbdev_test: every notebook (about 3 minutes on 2 cores; each is printed as
 timeout 900 nbdev_test --n_workers "${HM_TEST_WORKERS:-2}" --do_print --timing ${HM_TEST_FLAGS:+--flags "$HM_TEST_FLAGS"}
 echo "nbdev_test: $(( $(date +%s) - start )) s"
 echo "pytest: integration tests (CLIs, a real Jupyter kernel, the widget in a browser)"
-timeout 1200 python -m pytest -v --durations=5 tests
+# The browser test first trains the README's tiny run (about 5 minutes on one core): it runs in a second process beside
+# the other tests, each single-threaded, so the two cores share the work; its log is printed when both are done.
+start=$(date +%s)
+browser_log=$(mktemp)
+timeout 1200 python -m pytest -v --durations=3 tests/test_widget_browser.py > "$browser_log" 2>&1 & browser=$!
+status=0
+timeout 1200 python -m pytest -v --durations=5 tests --ignore=tests/test_widget_browser.py || status=$?
+wait "$browser" || status=$?
+echo "---- the browser test (run beside the others):"; cat "$browser_log"; rm -f "$browser_log"
+echo "pytest: $(( $(date +%s) - start )) s"
+exit "$status"
