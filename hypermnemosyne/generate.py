@@ -94,26 +94,21 @@ class CastWeights:
 
     def __call__(self, fn, *args, **kwargs):
         if self.casts is None: return self._record(fn, *args, **kwargs)
-        if not self.casts: return fn(*args, **kwargs)
-        saved = {}
+        done = []
         try:
-            for name, t in self.casts.items():
-                mod, attr = self._owner(name)
-                saved[name] = mod._parameters[attr]; mod._parameters[attr] = t
+            for mod, attr, t in self._slots:                     # (module, name, cast copy), looked up once
+                done.append((mod, attr, mod._parameters[attr])); mod._parameters[attr] = t
             return fn(*args, **kwargs)
         finally:
-            for name, p in saved.items():
-                mod, attr = self._owner(name); mod._parameters[attr] = p
-
-    def _owner(self, name: str):
-        mod, _, attr = name.rpartition('.')
-        return self.model.get_submodule(mod), attr
+            for mod, attr, p in done: mod._parameters[attr] = p
 
     def _record(self, fn, *args, **kwargs):
         params = dict(self.model.named_parameters())
         with _CastUses({_storage(p): n for n, p in params.items()}) as log: out = fn(*args, **kwargs)
         self.casts = {n: params[n].detach().to(next(iter(d))) for n, d in log.casts.items()
                       if n not in log.other and len(d) == 1}
+        owner = lambda n: self.model.get_submodule(n.rpartition('.')[0])
+        self._slots = [(owner(n), n.rpartition('.')[2], t) for n, t in self.casts.items()]
         return out
 
 # %% ../nbs/12_generate.ipynb #d7e9ae1f
@@ -512,8 +507,8 @@ class GraphedStep:
 
     `compile` (default False; None: on CUDA without `emulate`): the step is `torch.compile`d before capture (options in
     `model.COMPILE_OPTIONS`), so the graph replays Inductor's fused kernels instead of one launch per op; the warm-up
-    is then at least 3 calls, so that compiling (and the recompile that makes the changing positions dynamic) happens
-    before the capture."""
+    is then at least 3 calls (4 with `cast_weights`: the first, eager, finds the casts), so that compiling (and the
+    recompile that makes the changing positions dynamic) happens before the capture."""
     def __init__(self, model, state, warmup: int = 2, emulate: bool = False, compile: bool | None = False,
                  cast_weights: bool = True):
         dev = _check_graphable(model, state, emulate)

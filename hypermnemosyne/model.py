@@ -394,14 +394,14 @@ class HyperMnemosyne(nn.Module):
         per block when configured)."""
         self._check_ids(ids)
         c = self.config
-        use_ckpt = bool(c.grad_checkpoint) and self.training and torch.is_grad_enabled() and state is None
+        train = self.training and torch.is_grad_enabled() and state is None      # a plain training forward
         with autocast_ctx(ids.device, enabled=c.autocast):
             streams = expand_streams(self.embed(ids).to(self._stream_dtype(ids.device)), c.streams)
             for i, blk in enumerate(self.blocks):
                 if state is not None:
                     streams, state.mixer[i], state.memory[i] = blk(streams, state.mixer[i], state.memory[i],
                                                                    ttl=state.ttl)
-                elif use_ckpt and c.checkpoints_block(i):
+                elif train and c.checkpoints_block(i):
                     streams = checkpoint(_block_train, self._train_block(i, ids.device), streams, None, None,
                                          use_reentrant=False)
                 else: streams = _block_train(self._train_block(i, ids.device), streams)

@@ -9,7 +9,7 @@ blocks; `--compile`: the compiled opt-ins), and batch-1 decoding through `genera
 Each part is its own process (so a `timeout` around one cannot lose the other's results) and writes its JSON (rows,
 device, torch, commit, command) as soon as each row is measured."""
 from __future__ import annotations
-import argparse, dataclasses, json, os, re, sys, time
+import argparse, json, os, re, sys, time
 from pathlib import Path
 
 import torch
@@ -17,7 +17,7 @@ import torch
 from hypermnemosyne.core import time_fn, print_table, device_name, source_commit
 from hypermnemosyne.model import HMConfig, HyperMnemosyne
 from hypermnemosyne.generate import generate
-from hypermnemosyne.bench.model import _bench_step, _bench_views, _overhead
+from hypermnemosyne.bench.model import _bench_step, _overhead_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,23 +97,14 @@ def decode_profile(m, prompt, n: int = 8) -> dict:
 
 def overhead_rows(dev, quick: bool, save) -> list[dict]:
     """`base` (bf16 streams, checkpointing) against itself without mHC (plain residual), without memory, and with JEPA
-    views, in one process; each row is saved as soon as it is measured."""
+    views, in one process (`bench.model`'s overhead rows); each row is saved as soon as it is measured."""
     b, t, reps = (2, 64, 2) if quick else (8, 4096, 5)
     base = HMConfig.preset('tiny' if quick else 'base', grad_checkpoint=True,
                            stream_dtype='bfloat16' if dev.type == 'cuda' else 'float32')
     run = lambda cfg, **kw: _bench_step(cfg, b, t, dev, warmup=2, repeats=reps, **kw)
     run(base)                                                                   # untimed: autotuning, clocks
-    rb, rows = run(base), []
     n_pairs, view_len = (2, 16) if quick else (4, 512)
-    for label, kw in (('mHC (vs residual)', dict(cfg=dataclasses.replace(base, mhc_mode='residual'))),
-                      ('memory (vs none)', dict(cfg=dataclasses.replace(base, memory_layers=()))),
-                      (f'JEPA (vs none, {n_pairs} view pairs of {view_len}+{view_len} tokens)',
-                       dict(cfg=base, views_fn=lambda bb, d: _bench_views(base, n_pairs, view_len, d)))):
-        r = run(kw.pop('cfg'), **kw)
-        a, c = (r, rb) if label.startswith('JEPA') else (rb, r)
-        extra = dict(extra_tokens_pct=100 * 2 * n_pairs * view_len / (b * t)) if label.startswith('JEPA') else {}
-        rows.append(_overhead(label, a, c, device_name(dev), r.get('error'), **extra)); save(rows)
-    return rows
+    return _overhead_rows(run, base, run(base), device_name(dev), False, n_pairs, view_len, b * t, on_row=save)
 
 
 def save(path: Path, rows: list[dict], dev, argv):

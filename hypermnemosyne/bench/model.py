@@ -104,13 +104,13 @@ def _overhead(label: str, a: dict, b: dict, name: str, error: str | None, **extr
                 device=name, overhead_pct=(_ratio(a, b) - 1) * 100 if _ratio(a, b) else None, **extra,
                 peak_gib=a.get('peak_gib'), ref_peak_gib=b.get('peak_gib'), error=error)
 
-def _overhead_rows(run, base: HMConfig, rb: dict, name: str, cuda: bool, n_pairs: int, view_len: int,
-                   tokens: int) -> list[dict]:
-    """Rows for the overheads of mHC, the memory, fp32 streams and compiled blocks (CUDA only: an error row if
-    compiling fails) and JEPA, each in the same run as `rb`."""
+def _overhead_rows(run, base: HMConfig, rb: dict, name: str, gpu_rows: bool, n_pairs: int, view_len: int,
+                   tokens: int, on_row=None) -> list[dict]:
+    """Rows for the overheads of mHC, the memory, fp32 streams and compiled blocks (with `gpu_rows`, on CUDA: an
+    error row if compiling fails) and JEPA, each in the same run as `rb`; `on_row(rows)`, if given, after each row."""
     variants = [('mHC (vs residual)', dict(mhc_mode='residual')), ('memory (vs none)', dict(memory_layers=()))]
-    if cuda: variants += [('fp32 streams (vs bf16 streams)', dict(stream_dtype='float32')),
-                          ('compiled blocks (vs eager)', dict(compile=None))]
+    if gpu_rows: variants += [('fp32 streams (vs bf16 streams)', dict(stream_dtype='float32')),
+                              ('compiled blocks (vs eager)', dict(compile=None))]
     rows = []
     for label, ov in variants:
         try: r = run(dataclasses.replace(base, **ov))
@@ -118,9 +118,11 @@ def _overhead_rows(run, base: HMConfig, rb: dict, name: str, cuda: bool, n_pairs
             r = dict(ms=None, error=f'{type(e).__name__}: ' + ' '.join(str(e).split())[:160])
         a, b = (r, rb) if label.startswith(('fp32', 'compiled')) else (rb, r)   # ours: fp32/compiled, or the component
         rows.append(_overhead(label, a, b, name, r.get('error')))
+        if on_row: on_row(rows)
     r = run(base, views_fn=lambda b, d: _bench_views(base, n_pairs, view_len, d))
     rows.append(_overhead(f'JEPA (vs none, {n_pairs} view pairs of {view_len}+{view_len} tokens)', r, rb, name,
                           r.get('error'), extra_tokens_pct=100 * 2 * n_pairs * view_len / tokens))
+    if on_row: on_row(rows)
     return rows
 
 def bench_model(quick: bool = False, seq_len: int | None = None, batch: int | None = None, device=None,
