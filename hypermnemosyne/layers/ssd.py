@@ -218,13 +218,29 @@ def _import_triton_ssd():
 def fast_ssd_fn():
     """mamba-ssm's `mamba_chunk_scan_combined`, imported on first use; None when it cannot be imported (reason in
     `fast_ssd_error()`)."""
-    if 'fn' not in _FAST:
-        try:
-            fn, norm = _import_triton_ssd()
-            _FAST.update(fn=fn, norm=norm, err=None)
-        except Exception as e:   # ImportError, or a broken install failing at import time: fall back either way
-            _FAST.update(fn=None, norm=None, err=f'{type(e).__name__}: {e}')
+    if 'fn' not in _FAST: _load_fast()
     return _FAST['fn']
+
+@torch.compiler.disable
+def _load_fast():
+    "The import behind `fast_ssd_fn`, never traced: a first call inside a compiled block imports eagerly."
+    try:
+        fn, norm = _import_triton_ssd()
+        _FAST.update(fn=fn, norm=norm, err=None)
+    except Exception as e:   # ImportError, or a broken install failing at import time: fall back either way
+        _FAST.update(fn=None, norm=None, err=f'{type(e).__name__}: {e}')
+
+@torch.compiler.disable
+def _fast_ssd(x, dt, A, B, C, chunk_size, D, initial_states):
+    """mamba-ssm's SSD outside any `torch.compile` graph: Dynamo would otherwise trace into its Python wrappers (and, on
+    the first call, into the import itself), which it cannot do. The compiled block breaks its graph here instead; the
+    kernels and their autograd Function run as in eager mode."""
+    return fast_ssd_fn()(x, dt, A, B, C, chunk_size, D=D, initial_states=initial_states, return_final_states=True)
+
+@torch.compiler.disable
+def _fast_gated_norm(y, weight, z, eps, group_size):
+    "mamba-ssm's fused gated RMSNorm (norm(y · SiLU(z))), outside any compiled graph for the same reason."
+    return _FAST['norm'](y, weight, None, z=z, eps=eps, group_size=group_size, norm_before_gate=False)
 
 def fast_ssd_error() -> str | None:
     "Why the mamba-ssm fast path is unavailable (None when it imported)."
@@ -483,15 +499,13 @@ class Mamba2Mixer(nn.Module):
 
     def _ssd(self, x, dt, A, B, C, initial_state, fast: bool):
         if fast:
-            return fast_ssd_fn()(x, dt, A, B, C, self.chunk_size, D=self.D, initial_states=initial_state,
-                                 return_final_states=True)
+            return _fast_ssd(x, dt, A, B, C, self.chunk_size, self.D, initial_state)
         return ssd_chunked(x, dt, A, B, C, self.D, chunk_size=self.chunk_size, initial_state=initial_state)
 
     def _gated_norm(self, y, z, fast: bool):
         "The gated RMSNorm; on the fast path mamba-ssm's fused Triton kernel (same math, one pass)."
         if fast:
-            return _FAST['norm'](y, self.norm.weight, None, z=z, eps=self.norm.eps,
-                                 group_size=self.d_inner // self.ngroups, norm_before_gate=False)
+            return _fast_gated_norm(y, self.norm.weight, z, self.norm.eps, self.d_inner // self.ngroups)
         return self.norm(y, z)
 
     def _dt_A(self, dt_raw):
