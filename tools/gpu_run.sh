@@ -6,10 +6,11 @@
 #   ablations    the GPU ablation study (GPU_COMMAND of experiments/ablations/run.py; SEEDS=1 for seed 1)
 #   memtask      the memory question with the long task phase (GPU_TASK_COMMAND) -> $OUT/ablations-*.tgz
 #   ddp          tokens/s of `small` on 1 GPU and on 2 GPUs (torchrun, nccl; needs 2 GPUs) -> $OUT/ddp.txt
-#   speed        issue 19's measurements, each part its own process under a timeout, the eager parts first:
-#                tools/speed_check.py train, overheads, decode, then train --compile and decode --compile with what is
-#                left of SPEED_BUDGET seconds (default 540) -> $OUT/speed-*.json, $OUT/speed.log (SPEED_QUICK=1: the
-#                CPU check of the stage, tiny models)
+#   speed        issue 19's measurements, each part its own process under a timeout from one budget of SPEED_BUDGET
+#                seconds (default 540): tools/speed_check.py train --compile (base vs transformer, both compiled),
+#                decode --compile (eager, graph and compiled graph after 1K and 32K tokens), then overheads with what
+#                is left -> $OUT/speed-*.json, $OUT/speed.log (SPEED_QUICK=1: the CPU check of the stage, tiny models;
+#                the eager training rows: tools/speed_check.py train)
 # Outputs go to $OUT (default $TMPDIR/gpu-out); COMMIT names the commit the records are filed under (default: git's
 # HEAD; a copy of the tree without .git needs it).
 set -euo pipefail
@@ -59,8 +60,8 @@ ddp)
 speed)
   end=$((SECONDS + ${SPEED_BUDGET:-540}))
   left() { local l=$((end - SECONDS - ${1:-0})); echo $((l > 0 ? l : 0)); }
-  speed_part train $(left 360) train; speed_part overheads $(left 240) overheads; speed_part decode $(left 180) decode
-  speed_part train-compiled $(left 60) train --compile; speed_part decode-compiled $(left) decode --compile
+  speed_part train-compiled $(left 280) train --compile; speed_part decode-compiled $(left 120) decode --compile
+  speed_part overheads $(left) overheads
   tail -n 60 "$OUT/speed.log" ;;
 *) echo "unknown stage $stage: cells, bench, ablations, memtask, ddp or speed" >&2; exit 2 ;;
 esac

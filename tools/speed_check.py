@@ -1,6 +1,6 @@
 """Issue 19's measurements in one short GPU call: training step time, tokens/s, peak memory, kernel launches and the top
 kernels of `base` against the `transformer` preset with bf16 streams, gradient checkpointing and the same batch (eager
-blocks; `--compile`: the compiled opt-ins), and batch-1 decoding through `generate` with and without the CUDA graph.
+blocks; `--compile`: the compiled opt-ins), and batch-1 decoding through `generate` with and without the CUDA graph, after 1K and 32K tokens.
 
     python tools/speed_check.py train --out speed-train.json      # on a GPU; --quick: tiny models on the CPU
     python tools/speed_check.py decode --out speed-decode.json
@@ -70,20 +70,31 @@ def train_row(name: str, cfg: HMConfig, batch: int, seq: int, dev, repeats: int)
     return row
 
 
-def decode_rows(cfg: HMConfig, dev, prompt_len: int, n_new: int, repeats: int, compile: bool = False) -> list[dict]:
-    "Greedy `generate` of `n_new` tokens after a `prompt_len` prompt at batch 1, eager and (CUDA) through the graph."
+def decode_rows(cfg: HMConfig, dev, contexts: tuple[int, ...], n_new: int, repeats: int, compile: bool = False) -> list[dict]:
+    """Greedy `generate` of `n_new` tokens at batch 1: eagerly after the first context, and (CUDA) through the graph
+    (`graph=True`; with `compile` also the compiled step, 'compiled') after each context. Each row has the whole call's
+    tokens/s (prefill and capture included: the goal's "through generate") and the per-token step time, from the
+    difference of `n_new` and 1 generated tokens (prefill and capture cancel); `growth` is that step time against the
+    first context's in the same mode."""
     torch.manual_seed(0)
     m, rows = HyperMnemosyne(cfg).to(dev).eval(), []
-    prompt = torch.randint(0, 256, (prompt_len,))
-    for graph in ((False, True) if dev.type == 'cuda' else (False,)):
-        mode = ('compiled' if compile else True) if graph else False
-        run = lambda: generate(m, prompt, n_new, temperature=0, ttl=False, graph=mode)
-        t0 = time.time(); run(); warm = time.time() - t0
-        ms = time_fn(run, warmup=0, repeats=repeats, device=dev)
-        how = (', cuda graph' if graph else '') + (', compiled' if compile and graph else '')
-        rows.append(dict(component=f'generate {n_new} tokens after {prompt_len}, batch 1' + how,
-                         ms=ms, tokens_per_s=n_new / ms * 1e3, warmup_s=warm))
-    return rows + [decode_profile(m, prompt)]
+    modes = [False] + ([True] + (['compiled'] if compile else []) if dev.type == 'cuda' else [])
+    for mode in modes:
+        first = None
+        for ctx in (contexts if mode else contexts[:1]):
+            prompt = torch.randint(0, 256, (ctx,))
+            run = lambda n: generate(m, prompt, n, temperature=0, ttl=False, graph=mode)
+            t0 = time.time(); run(n_new); warm = time.time() - t0                  # compiles, autotunes, captures
+            ms = time_fn(lambda: run(n_new), warmup=0, repeats=repeats, device=dev)
+            ms1 = time_fn(lambda: run(1), warmup=0, repeats=repeats, device=dev)
+            step_ms = (ms - ms1) / (n_new - 1)
+            first = first or step_ms
+            how = {False: '', True: ', cuda graph', 'compiled': ', cuda graph, compiled step'}[mode]
+            rows.append(dict(component=f'generate {n_new} tokens after {ctx}, batch 1' + how, ms=ms,
+                             tokens_per_s=n_new / ms * 1e3, step_ms=step_ms, step_tokens_per_s=1e3 / step_ms,
+                             growth=step_ms / first, context=ctx, graph=str(mode), warmup_s=warm))
+            print(rows[-1], flush=True)
+    return rows + [decode_profile(m, torch.randint(0, 256, (contexts[0],)))]
 
 
 def decode_profile(m, prompt, n: int = 8) -> dict:
@@ -131,6 +142,8 @@ def main(argv=None) -> int:
                    'compiled step for the graph (GraphedStep compile=True): the opt-ins, measured against the eager rows')
     p.add_argument('--grad_checkpoint', type=_ckpt, default=True, metavar='all|none|K',
                    help='blocks recomputed in the backward: all (default), none, or the first K (HMConfig.grad_checkpoint)')
+    p.add_argument('--contexts', type=lambda v: tuple(int(x) for x in v.split(',')), default=(1024, 32768),
+                   metavar='N,N', help='decode: prompt lengths (the first is the eager row\'s; growth is against it)')
     a = p.parse_args(argv)
     dev = torch.device('cpu' if a.quick or not torch.cuda.is_available() else 'cuda')
     best = dict(grad_checkpoint=a.grad_checkpoint, stream_dtype='bfloat16' if dev.type == 'cuda' else 'float32',
@@ -146,7 +159,7 @@ def main(argv=None) -> int:
     elif a.part == 'overheads':
         rows = overhead_rows(dev, a.quick, lambda rs: save(out, rs, dev, argv))
     else:
-        rows += decode_rows(HMConfig.preset('tiny' if a.quick else 'base'), dev, 64 if a.quick else 1024,
+        rows += decode_rows(HMConfig.preset('tiny' if a.quick else 'base'), dev, (64, 256) if a.quick else a.contexts,
                             8 if a.quick else 256, 2 if a.quick else 3, a.compile)
     save(out, rows, dev, argv)
     print_table([{k: v for k, v in r.items() if k != 'top_kernels'} for r in rows])
