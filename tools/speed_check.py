@@ -64,7 +64,7 @@ def train_row(name: str, cfg: HMConfig, batch: int, seq: int, dev, repeats: int)
     ms = time_fn(step, warmup=1, repeats=repeats, device=dev)
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == 'cuda' else None
     row = dict(component=f'train {name} b={batch} T={seq}', ms=ms, tokens_per_s=batch * seq / ms * 1e3, peak_gib=peak,
-               warmup_s=warm, compiled=cfg.compiles_blocks(dev), stream_dtype=cfg.stream_dtype,
+               warmup_s=warm, compiled=cfg.compiles_blocks(dev), mem_fast=cfg.mem_fast, stream_dtype=cfg.stream_dtype,
                grad_checkpoint=cfg.grad_checkpoint, **profile_step(step))
     del m
     return row
@@ -138,7 +138,8 @@ def main(argv=None) -> int:
     p.add_argument('part', choices=('train', 'decode', 'overheads'))
     p.add_argument('--out', required=True)
     p.add_argument('--quick', action='store_true', help='tiny models on the CPU: checks the script, measures nothing')
-    p.add_argument('--compile', action='store_true', help='compiled blocks (HMConfig.compile=True) for training, and the '
+    p.add_argument('--compile', action='store_true', help='compiled blocks and memory writes (HMConfig compile=True, '
+                   'mem_fast=None) for training, and the '
                    'compiled step for the graph (GraphedStep compile=True): the opt-ins, measured against the eager rows')
     p.add_argument('--grad_checkpoint', type=_ckpt, default=True, metavar='all|none|K',
                    help='blocks recomputed in the backward: all (default), none, or the first K (HMConfig.grad_checkpoint)')
@@ -147,7 +148,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     dev = torch.device('cpu' if a.quick or not torch.cuda.is_available() else 'cuda')
     best = dict(grad_checkpoint=a.grad_checkpoint, stream_dtype='bfloat16' if dev.type == 'cuda' else 'float32',
-                compile=a.compile)                                                       # bf16 streams need autocast
+                compile=a.compile, mem_fast=None if a.compile else False)  # bf16 streams need autocast; --compile
+                                                                           # also compiles the memory's chunk write
     rows, out = [], Path(a.out)
     if a.part == 'train':
         b, t, reps = (2, 64, 2) if a.quick else (8, 4096, 5)
