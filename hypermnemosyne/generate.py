@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_generate.ipynb #0d552edb
 from __future__ import annotations
-import argparse, collections, io, keyword, math, os, re, sys, threading
+import argparse, collections, contextlib, io, keyword, math, os, re, sys, threading
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -484,6 +484,22 @@ def _check_graphable(model, state, emulate):
                          '(emulate=True is for tests)')
     return dev
 
+def _graphs_compiled() -> int:
+    "How many graphs Dynamo has compiled in this process so far (its own counter)."
+    from torch._dynamo.utils import counters
+    return counters['stats']['unique_graphs']
+
+@contextlib.contextmanager
+def _no_recompile(compiled: bool, warmups: int):
+    "Forbid compiling inside a capture: a compile there would fail deep in CUDA; this names the cause instead."
+    if not compiled: yield; return
+    try:
+        with torch.compiler.set_stance('fail_on_recompile'): yield
+    except RuntimeError as e:
+        if 'fail_on_recompile' not in str(e): raise
+        raise RuntimeError(f'the compiled decode step still recompiled at capture after {warmups} warm-up calls '
+                           f'({e}); decode with graph=True (the eager step in the graph) instead') from None
+
 class GraphedStep:
     """`model.step` replayed from a CUDA graph: one launch per token instead of thousands.
 
@@ -507,10 +523,13 @@ class GraphedStep:
 
     `compile` (default False; None: on CUDA without `emulate`): the step is `torch.compile`d before capture (options in
     `model.COMPILE_OPTIONS`), so the graph replays Inductor's fused kernels instead of one launch per op; the warm-up
-    is then at least 3 calls (4 with `cast_weights`: the first, eager, finds the casts), so that compiling (and the
-    recompile that makes the changing positions dynamic) happens before the capture."""
+    is then at least 3 calls (4 with `cast_weights`: the first, eager, finds the casts), and goes on while a call still
+    compiles a graph (at most `max_warmup` calls in all), so that compiling (and the recompiles that make the changing
+    positions dynamic) happens before the capture; the capture itself runs with recompiling forbidden. Every call
+    steps on one fixed `ids` buffer, so the captured call sees the same tensor layout as the warm-up calls (a strided
+    slice there and a contiguous copy at capture recompiled inside the capture, which CUDA refuses)."""
     def __init__(self, model, state, warmup: int = 2, emulate: bool = False, compile: bool | None = False,
-                 cast_weights: bool = True):
+                 cast_weights: bool = True, max_warmup: int = 12):
         dev = _check_graphable(model, state, emulate)
         if compile not in (None, True, False): raise ValueError(f'compile must be None, True or False, got {compile!r}')
         for m in state.memory:
@@ -520,20 +539,26 @@ class GraphedStep:
         self.casts = CastWeights(model) if cast_weights else None
         if self.compiled: warmup = max(warmup, 4 if cast_weights else 3)   # + the eager call that finds the casts
         self.model, self.state, self.warmup, self.emulate, self.device = model, state, warmup, emulate, dev
-        self.graph, self.replays = None, 0
+        self.graph, self.replays, self.ids, self.warmups, self.max_warmup = None, 0, None, 0, max(max_warmup, warmup)
+        self._compiled_last = self.compiled                # did the last warm-up call compile a graph?
 
     @torch.no_grad()
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.warmup > 0:
-            self.warmup -= 1
-            out = self._step(ids).logits
+        if self.ids is None: self.ids = ids.clone(memory_format=torch.contiguous_format)
+        if ids.shape != self.ids.shape:
+            raise ValueError(f'ids of shape {tuple(ids.shape)}, but this stepper decodes {tuple(self.ids.shape)}')
+        self.ids.copy_(ids)
+        if self.graph is None and (self.warmup > 0 or (self._compiled_last and self.warmups < self.max_warmup)):
+            n0 = _graphs_compiled()
+            out = self._step(self.ids).logits
             self._flush()
+            self.warmup, self.warmups = self.warmup - 1, self.warmups + 1
+            self._compiled_last = self.compiled and _graphs_compiled() != n0
             return out
-        if self.graph is None: self._capture(ids)
+        if self.graph is None: self._capture()
         full = [c.kv for c in self.state.mixer if c.kv is not None and c.kv.length + 1 > c.kv.capacity]
         if full:
             raise ValueError(f'static KV cache full ({full[0].capacity} entries): make_static with a larger capacity')
-        self.ids.copy_(ids)
         self._replay()
         for p, d in self.delta.items(): _set(self.state, p, _get(self.state, p) + d)
         self._flush()
@@ -569,21 +594,20 @@ class GraphedStep:
             return logits
         return fn
 
-    def _capture(self, ids):
+    def _capture(self):
         st = self.state
-        self.ids = ids.clone()
         self.ints0 = _ints(st)
         tens0 = {p: v for p, v in _leaves(st) if torch.is_tensor(v)}
         fn = self._captured_step(tens0)
         if self.emulate:
             saved = [t.clone() for t in tens0.values()]
-            self.logits = fn()
+            with _no_recompile(self.compiled, self.warmups): self.logits = fn()
             for t, s in zip(tens0.values(), saved):
                 if not torch.equal(t, s): t.copy_(s)          # (unchanged ones may be expanded views: leave them)
             self._fn, self.graph = fn, 'emulated'
         else:
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph): self.logits = fn()
+            with _no_recompile(self.compiled, self.warmups), torch.cuda.graph(self.graph): self.logits = fn()
         ints1 = _ints(st)
         self.delta = {p: ints1[p] - v for p, v in self.ints0.items() if ints1[p] != v}
         for p, v in self.ints0.items(): _set(st, p, v)

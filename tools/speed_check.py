@@ -75,16 +75,18 @@ def decode_rows(cfg: HMConfig, dev, contexts: tuple[int, ...], n_new: int, repea
     (`graph=True`; with `compile` also the compiled step, 'compiled') after each context. Each row has the whole call's
     tokens/s (prefill and capture included: the goal's "through generate") and the per-token step time, from the
     difference of `n_new` and 1 generated tokens (prefill and capture cancel); `growth` is that step time against the
-    first context's in the same mode."""
+    first context's in the same mode; `agree_with_eager` the share of greedy tokens equal to eager decoding's (first
+    context; under bf16 autocast near-ties may flip)."""
     torch.manual_seed(0)
-    m, rows = HyperMnemosyne(cfg).to(dev).eval(), []
+    m, rows, eager_ids = HyperMnemosyne(cfg).to(dev).eval(), [], None
     modes = [False] + ([True] + (['compiled'] if compile else []) if dev.type == 'cuda' else [])
     for mode in modes:
         first = None
         for ctx in (contexts if mode else contexts[:1]):
-            prompt = torch.randint(0, 256, (ctx,))
+            prompt = torch.randint(0, 256, (ctx,), generator=torch.Generator().manual_seed(ctx))   # same per context
             run = lambda n: generate(m, prompt, n, temperature=0, ttl=False, graph=mode)
-            t0 = time.time(); run(n_new); warm = time.time() - t0                  # compiles, autotunes, captures
+            t0 = time.time(); ids = run(n_new).ids; warm = time.time() - t0        # compiles, autotunes, captures
+            if ctx == contexts[0]: eager_ids = eager_ids if mode else ids          # the eager row runs first
             ms = time_fn(lambda: run(n_new), warmup=0, repeats=repeats, device=dev)
             ms1 = time_fn(lambda: run(1), warmup=0, repeats=repeats, device=dev)
             step_ms = (ms - ms1) / (n_new - 1)
@@ -92,7 +94,9 @@ def decode_rows(cfg: HMConfig, dev, contexts: tuple[int, ...], n_new: int, repea
             how = {False: '', True: ', cuda graph', 'compiled': ', cuda graph, compiled step'}[mode]
             rows.append(dict(component=f'generate {n_new} tokens after {ctx}, batch 1' + how, ms=ms,
                              tokens_per_s=n_new / ms * 1e3, step_ms=step_ms, step_tokens_per_s=1e3 / step_ms,
-                             growth=step_ms / first, context=ctx, graph=str(mode), warmup_s=warm))
+                             growth=step_ms / first, context=ctx, graph=str(mode), warmup_s=warm,
+                             agree_with_eager=(sum(a == b for a, b in zip(ids, eager_ids)) / n_new
+                                               if ctx == contexts[0] else None)))
             print(rows[-1], flush=True)
     return rows + [decode_profile(m, torch.randint(0, 256, (contexts[0],)))]
 
