@@ -26,6 +26,7 @@ def run(path, flags=(), only_flagged=False, keep_going=False):
     path = Path(path).resolve()
     skip = tst_flags() - set(flags)
     nb = read_nb(path)
+    t0 = time.time()
     def no_eval(cell):
         if cell.cell_type != 'code': return True
         if 'nbdev_export' + '(' in cell.source: return True
@@ -34,10 +35,15 @@ def run(path, flags=(), only_flagged=False, keep_going=False):
     if only_flagged:
         keep = {i: c.get('outputs', []) for i, c in enumerate(nb.cells)
                 if c.cell_type == 'code' and not (directives(c.source) & set(flags))}
+    def no_eval_logged(cell):   # a progress line per executed cell on stderr: a run killed by a timeout shows where
+        skip_it = no_eval(cell)
+        if not skip_it:
+            sys.stderr.write(f'{path.name}: cell {nb.cells.index(cell)} starts at {time.time() - t0:.0f} s\n'); sys.stderr.flush()
+        return skip_it
     shell = CaptureShell(path)
     t = time.time()
     cwd = os.getcwd(); os.chdir(path.parent)
-    try: shell.run_all(nb, exc_stop=not keep_going, preproc=no_eval)
+    try: shell.run_all(nb, exc_stop=not keep_going, preproc=no_eval_logged)
     except Exception:
         sys.stderr.write(shell.prettytb(fname=path) + '\n'); return 1
     finally: os.chdir(cwd)
