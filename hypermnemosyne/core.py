@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['GPU_RECORDS', 'get_device', 'autocast_ctx', 'triton_available', 'time_fn', 'device_name', 'source_commit',
-           'format_table', 'print_table', 'CliError', 'one_line', 'run_cli', 'default_threads', 'set_threads',
-           'cell_key', 'is_cuda_cell', 'load_gpu_records', 'show_gpu_record', 'cuda_cell_guard',
+__all__ = ['GPU_RECORDS', 'get_device', 'autocast_ctx', 'triton_available', 'compile_for_gpu', 'time_fn', 'device_name',
+           'source_commit', 'format_table', 'print_table', 'CliError', 'one_line', 'run_cli', 'default_threads',
+           'set_threads', 'cell_key', 'is_cuda_cell', 'load_gpu_records', 'show_gpu_record', 'cuda_cell_guard',
            'install_cuda_cell_guard']
 
 # %% ../nbs/00_core.ipynb #e18f366c
@@ -36,6 +36,21 @@ def triton_available(device=None) -> bool:
     if importlib.util.find_spec('triton') is None: return False
     dev = get_device(device)
     return dev.type == 'cuda' or os.environ.get('TRITON_INTERPRET') == '1'
+
+# %% ../nbs/00_core.ipynb #204d2004
+def compile_for_gpu(kernel, signature: dict, constexprs: dict, arch: int = 90, num_warps: int = 4):
+    """Compile a `triton.jit` kernel ahead of time for a CUDA GPU of compute capability `arch` (90: H100 and H200), on
+    any machine: Triton builds the PTX and runs its own `ptxas`, no GPU needed. It is how the CPU tests check that a
+    kernel builds (the interpreter they run it in does not compile anything). `signature`: each runtime argument's
+    Triton type ('*fp32', '*bf16', 'fp32', 'i32', ...); `constexprs`: the compile-time ones with their values. Returns
+    the compiled kernel (`.asm` holds 'ttir' ... 'cubin'); a kernel that does not build raises Triton's error."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    sig = {**signature, **{k: 'constexpr' for k in constexprs}}
+    return triton.compile(ASTSource(kernel, sig, constexprs=dict(constexprs)), target=GPUTarget('cuda', arch, 32),
+                          options=dict(num_warps=num_warps))
+
 
 # %% ../nbs/00_core.ipynb #19dbd922
 def time_fn(fn, *args, warmup: int = 3, repeats: int = 10, device=None, **kwargs) -> float:

@@ -52,6 +52,7 @@ class HMConfig:
     mhc_mode: str = 'mhc'              # 'mhc' | 'hc' | 'residual'
     n_streams: int | None = None       # None: 4 for mhc/hc, 1 for residual
     mhc_dynamic: bool = True
+    mhc_fused_pre: bool = False        # decode steps: each wrapper's pre side as one kernel (02_mhc); opt-in
     # Titans memory
     memory_layers: tuple = ()          # block indices with a memory sublayer
     mem_heads: int = 4
@@ -132,6 +133,7 @@ class HMConfig:
             bad('compile', 'must be None (compiled blocks on CUDA), True (everywhere) or False (eager)')
         if self.mem_fast not in (None, True, False):
             bad('mem_fast', 'must be None (compiled on CUDA), True (require it) or False (eager)')
+        if not isinstance(self.mhc_fused_pre, bool): bad('mhc_fused_pre', 'must be True or False')
 
     def _check_rest(self):
         bad = self._bad
@@ -241,7 +243,8 @@ class HMBlock(nn.Module):
         l = first_sublayer
         def hc():
             nonlocal l
-            h = HyperConnection(c.d_model, c.streams, mode=c.mhc_mode, dynamic=c.mhc_dynamic, layer_idx=l)
+            h = HyperConnection(c.d_model, c.streams, mode=c.mhc_mode, dynamic=c.mhc_dynamic, layer_idx=l,
+                                fused_pre=c.mhc_fused_pre)
             l += 1
             return h
         if self.has_memory:

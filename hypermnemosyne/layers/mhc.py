@@ -306,6 +306,100 @@ def hc_mix(h_res: torch.Tensor, h_post: torch.Tensor, streams: torch.Tensor, y: 
     if _use_fast(streams, fast): return _mix_fast(h_res, h_post, streams, y)
     return hc_mix_ref(h_res, h_post, streams, y)
 
+# %% ../../nbs/02_mhc.ipynb #9609dad9
+if _HAS_TRITON:
+    def _pre_fwd_kernel(S, PHI, BPRE, BPOST, BRES, ALPHA, W, XN, HPRE, HPOST, HRES, eps,
+                        C: tl.constexpr, N: tl.constexpr, ITERS: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr,
+                        NORM: tl.constexpr):
+        # One program per token: the coefficient projection of the flattened streams (a [N·C] x [N·C, N²+2N] product,
+        # accumulated elementwise over blocks of BK inputs and reduced at the end) with its RMS, the gates, Sinkhorn
+        # on the N x N logits in registers, then the aggregate H_pre·streams and the sublayer's RMSNorm, in two
+        # passes over the channels (the norm needs the whole row; the aggregate is recomputed rather than stored).
+        m = tl.program_id(0).to(tl.int64)
+        K: tl.constexpr = N * N + 2 * N
+        NC: tl.constexpr = N * C
+        i = tl.arange(0, N)
+        acc_pre = tl.full([BK, N], 0.0, tl.float32)
+        acc_post = tl.full([BK, N], 0.0, tl.float32)
+        acc_res = tl.full([BK, N, N], 0.0, tl.float32)
+        acc_sq = tl.full([BK], 0.0, tl.float32)
+        for k0 in range(0, NC, BK):
+            k = k0 + tl.arange(0, BK); mk = k < NC
+            x = tl.load(S + m * NC + k, mask=mk, other=0.0).to(tl.float32)
+            row = PHI + k.to(tl.int64) * K
+            # φ rounded to the streams' dtype, as the reference's GEMM in that dtype reads it
+            pp = tl.load(row[:, None] + i[None, :], mask=mk[:, None], other=0.0).to(S.dtype.element_ty).to(tl.float32)
+            pq = tl.load(row[:, None] + N + i[None, :], mask=mk[:, None], other=0.0).to(S.dtype.element_ty).to(tl.float32)
+            pr = tl.load(row[:, None, None] + 2 * N + i[None, :, None] * N + i[None, None, :], mask=mk[:, None, None],
+                         other=0.0).to(S.dtype.element_ty).to(tl.float32)
+            acc_pre += x[:, None] * pp
+            acc_post += x[:, None] * pq
+            acc_res += x[:, None, None] * pr
+            acc_sq += x * x
+        inv = 1.0 / tl.sqrt(tl.reduce(acc_sq, 0, tl.standard._sum_combine) / NC + eps)
+        a_pre, a_post, a_res = tl.load(ALPHA), tl.load(ALPHA + 1), tl.load(ALPHA + 2)
+        z_pre = tl.load(BPRE + i) + a_pre * (tl.reduce(acc_pre, 0, tl.standard._sum_combine).to(S.dtype.element_ty).to(tl.float32) * inv)
+        z_post = tl.load(BPOST + i) + a_post * (tl.reduce(acc_post, 0, tl.standard._sum_combine).to(S.dtype.element_ty).to(tl.float32) * inv)
+        L = tl.load(BRES + i[:, None] * N + i[None, :]) + a_res * (tl.reduce(acc_res, 0, tl.standard._sum_combine).to(S.dtype.element_ty).to(tl.float32) * inv)
+        h_pre = 1.0 / (1.0 + tl.exp(-z_pre))
+        h_post = 2.0 / (1.0 + tl.exp(-z_post))
+        for _ in range(ITERS):          # log-domain Sinkhorn, columns then rows (as sinkhorn_knopp_ref)
+            mx = tl.reduce(L, 0, tl.standard._elementwise_max)
+            L = L - (mx + tl.log(tl.reduce(tl.exp(L - mx[None, :]), 0, tl.standard._sum_combine)))[None, :]
+            mx = tl.reduce(L, 1, tl.standard._elementwise_max)
+            L = L - (mx + tl.log(tl.reduce(tl.exp(L - mx[:, None]), 1, tl.standard._sum_combine)))[:, None]
+        tl.store(HPRE + m * N + i, h_pre)
+        tl.store(HPOST + m * N + i, h_post)
+        tl.store(HRES + m * N * N + i[:, None] * N + i[None, :], tl.exp(L))
+        # the aggregate, rounded to the streams' dtype as hc_aggregate returns it, then RMSNorm over the channels
+        sq = tl.full([BC], 0.0, tl.float32)
+        for c0 in range(0, C, BC):
+            c = c0 + tl.arange(0, BC); mc = c < C
+            s = tl.load(S + m * NC + i[:, None] * C + c[None, :], mask=mc[None, :], other=0.0).to(tl.float32)
+            xa = tl.reduce(h_pre[:, None] * s, 0, tl.standard._sum_combine).to(S.dtype.element_ty).to(tl.float32)
+            sq += xa * xa
+        r = 1.0 / tl.sqrt(tl.reduce(sq, 0, tl.standard._sum_combine) / C + eps)
+        for c0 in range(0, C, BC):
+            c = c0 + tl.arange(0, BC); mc = c < C
+            s = tl.load(S + m * NC + i[:, None] * C + c[None, :], mask=mc[None, :], other=0.0).to(tl.float32)
+            xa = tl.reduce(h_pre[:, None] * s, 0, tl.standard._sum_combine).to(S.dtype.element_ty).to(tl.float32)
+            if NORM:
+                # x·r rounded to the streams' dtype, times the weight in that dtype (products in fp32, rounded at the store)
+                w = tl.load(W + c, mask=mc, other=0.0).to(S.dtype.element_ty).to(tl.float32)
+                y = (xa * r).to(S.dtype.element_ty).to(tl.float32) * w
+            else:
+                y = xa
+            tl.store(XN + m * C + c, y.to(XN.dtype.element_ty), mask=mc)
+
+    _PRE_FWD = _jit_pair(_pre_fwd_kernel)
+
+    @torch.library.custom_op('hypermnemosyne::hc_pre_infer', mutates_args=())
+    def _pre_op(s: torch.Tensor, phi: torch.Tensor, b_pre: torch.Tensor, b_post: torch.Tensor, b_res: torch.Tensor,
+                alpha: torch.Tensor, w: torch.Tensor, eps: float, norm: bool,
+                iters: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """s [M, n, c] -> (x [M, c], s's dtype: the aggregate through the RMSNorm with weight `w` when `norm`; h_pre [M, n],
+        h_post [M, n], h_res [M, n, n], fp32)."""
+        M, n, c = s.shape
+        s = s.contiguous()
+        x = s.new_empty(M, c)
+        f32 = dict(device=s.device, dtype=torch.float32)
+        hp, hq, hr = torch.empty(M, n, **f32), torch.empty(M, n, **f32), torch.empty(M, n, n, **f32)
+        prm = [t.contiguous().float() for t in (phi, b_pre, b_post, b_res, alpha)]
+        if M: _launch(_PRE_FWD, M, s, *prm, w.contiguous(), x, hp, hq, hr, eps, **_pre_meta(n, c, norm, iters))
+        return x, hp, hq, hr
+
+    @_pre_op.register_fake
+    def _(s, phi, b_pre, b_post, b_res, alpha, w, eps, norm, iters):
+        M, n, c = s.shape
+        return (s.new_empty(M, c), s.new_empty(M, n, dtype=torch.float32), s.new_empty(M, n, dtype=torch.float32),
+                s.new_empty(M, n, n, dtype=torch.float32))
+
+def _pre_meta(n, c, norm, iters):
+    "Compile-time sizes of the pre kernel: BK inputs of the projection per step ([BK, n, n] in registers), BC channels."
+    return dict(C=c, N=n, ITERS=iters, BK=_BLOCK_C or max(4, 1024 // (n * n)),
+                BC=_BLOCK_C or min(1024 // n, 1 << (c - 1).bit_length()), NORM=norm, num_warps=4)
+
+
 # %% ../../nbs/02_mhc.ipynb #f9139840
 class _Project(torch.autograd.Function):
     """`(x @ phi) / rms(x)` over the last dim (the paper's reordered RMSNorm + projection), fp32 out (fp64 for fp64 x);
@@ -342,10 +436,12 @@ class HyperConnection(nn.Module):
     in `hc.last` (dict with `h_pre [b,t,n]`, `h_post [b,t,n]`, `h_res [b,t,n,n]`). `fast` (stored as `hc.fast`):
     None = the fused kernels where they run (`hc_uses_triton`), True = require them (on the CPU: the Triton
     interpreter, for tests), False = the torch reference throughout (Sinkhorn included); Sinkhorn takes its kernel
-    wherever `sinkhorn_knopp(fast=None)` does, and with `fast=True` wherever triton runs it (n in 2, 4, 8, 16)."""
+    wherever `sinkhorn_knopp(fast=None)` does, and with `fast=True` wherever triton runs it (n in 2, 4, 8, 16).
+    `fused_pre=True` (opt-in): at decode steps (t = 1) with no gradient needed, where the fused kernels run and n is
+    one of those, the whole pre side (coefficients, aggregate, norm) is the one kernel `hc_pre_infer`."""
     def __init__(self, dim: int, n_streams: int = 4, mode: str = 'mhc', dynamic: bool = True, layer_idx: int = 0,
                  sinkhorn_iters: int = 20, bias_init: str = 'soft', norm: bool = True, eps: float = 1e-6,
-                 fast: bool | None = None):
+                 fast: bool | None = None, fused_pre: bool = False):
         super().__init__()
         if mode not in ('mhc', 'hc', 'residual'):
             raise ValueError(f"mode must be 'mhc', 'hc' or 'residual', got {mode!r}")
@@ -353,6 +449,7 @@ class HyperConnection(nn.Module):
         if not isinstance(n_streams, int) or n_streams < 1:
             raise ValueError(f'n_streams must be a positive int, got {n_streams!r}')
         _check_fast_arg(fast)
+        if not isinstance(fused_pre, bool): raise ValueError(f'fused_pre must be True or False, got {fused_pre!r}')
         if mode == 'residual' and n_streams != 1:
             raise ValueError(f"mode='residual' is the plain residual baseline and needs n_streams=1 (got {n_streams}); "
                              "use expand_streams(x, 1), or mode='mhc'/'hc' for several streams")
@@ -362,7 +459,7 @@ class HyperConnection(nn.Module):
         self.dim, self.n, self.mode, self.dynamic, self.layer_idx = dim, n_streams, mode, dynamic, layer_idx
         self.sinkhorn_iters, self.bias_init, self.eps = sinkhorn_iters, bias_init, eps
         self.norm = nn.RMSNorm(dim, eps=eps) if norm else nn.Identity()
-        self.record, self.last, self.fast = False, None, fast
+        self.record, self.last, self.fast, self.fused_pre = False, None, fast, fused_pre
         if mode == 'residual': return
         n = n_streams
         if dynamic:
@@ -439,14 +536,32 @@ class HyperConnection(nn.Module):
             y, extra, has_extra = self._split(out)
             new = streams + y.unsqueeze(2).to(streams.dtype)
         else:
-            h_pre, h_post, h_res = self.coefficients(streams)
-            x_in = hc_aggregate(h_pre, streams, fast=self.fast)
-            out = f(self._norm(x_in), *args, **kwargs)
+            if self._fuses_pre(streams): x_in, h_pre, h_post, h_res = self._pre_fused(streams)
+            else:
+                h_pre, h_post, h_res = self.coefficients(streams)
+                x_in = self._norm(hc_aggregate(h_pre, streams, fast=self.fast))
+            out = f(x_in, *args, **kwargs)
             y, extra, has_extra = self._split(out)
             with torch.autocast(streams.device.type, enabled=False):
                 new = hc_mix(h_res, h_post, streams, y, fast=self.fast)
             if self.record: self.last = dict(h_pre=h_pre.detach(), h_post=h_post.detach(), h_res=h_res.detach())
         return (new, extra) if has_extra else new
+
+    def _fuses_pre(self, streams) -> bool:
+        "Whether this call runs the pre side as `hc_pre_infer`: `fused_pre`, a decode step, no gradient, fused kernels."
+        if not (self.fused_pre and _HAS_TRITON and self.mode == 'mhc' and self.dynamic and streams.shape[1] == 1
+                and self.n in _TRITON_NS):
+            return False
+        if torch.is_grad_enabled() and (streams.requires_grad or self.phi.requires_grad): return False
+        return _use_fast(streams, self.fast)
+
+    def _pre_fused(self, streams):
+        "`(x_in, h_pre, h_post, h_res)` from the one kernel: x_in already through the sublayer's RMSNorm."
+        b, t, n, c = streams.shape
+        norm = isinstance(self.norm, nn.RMSNorm)
+        x, hp, hq, hr = _pre_op(streams.reshape(b * t, n, c), self.phi, self.b_pre, self.b_post, self.b_res, self.alpha,
+                                self.norm.weight if norm else self.b_pre, self.eps, norm, self.sinkhorn_iters)
+        return x.view(b, t, c), hp.view(b, t, n), hq.view(b, t, n), hr.view(b, t, n, n)
 
     def _norm(self, x):
         # the weight is cast to the input's dtype so bf16 inputs take torch's fused RMSNorm (statistics in fp32 inside)
