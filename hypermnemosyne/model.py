@@ -52,7 +52,7 @@ class HMConfig:
     mhc_mode: str = 'mhc'              # 'mhc' | 'hc' | 'residual'
     n_streams: int | None = None       # None: 4 for mhc/hc, 1 for residual
     mhc_dynamic: bool = True
-    mhc_fused_pre: bool = False        # decode steps: each wrapper's pre side as one kernel (02_mhc); opt-in
+    fused_decode: bool = False         # decode steps through fused Triton kernels (mHC pre sides, SSD step); opt-in
     # Titans memory
     memory_layers: tuple = ()          # block indices with a memory sublayer
     mem_heads: int = 4
@@ -133,7 +133,7 @@ class HMConfig:
             bad('compile', 'must be None (compiled blocks on CUDA), True (everywhere) or False (eager)')
         if self.mem_fast not in (None, True, False):
             bad('mem_fast', 'must be None (compiled on CUDA), True (require it) or False (eager)')
-        if not isinstance(self.mhc_fused_pre, bool): bad('mhc_fused_pre', 'must be True or False')
+        if not isinstance(self.fused_decode, bool): bad('fused_decode', 'must be True or False')
 
     def _check_rest(self):
         bad = self._bad
@@ -244,7 +244,7 @@ class HMBlock(nn.Module):
         def hc():
             nonlocal l
             h = HyperConnection(c.d_model, c.streams, mode=c.mhc_mode, dynamic=c.mhc_dynamic, layer_idx=l,
-                                fused_pre=c.mhc_fused_pre)
+                                fused_pre=c.fused_decode)
             l += 1
             return h
         if self.has_memory:
@@ -254,7 +254,8 @@ class HMBlock(nn.Module):
         self.mixer_hc = hc()
         if self.attention: self.mixer = AttentionMixer(c.d_model, n_heads=c.n_heads, window=c.attn_window or None)
         else: self.mixer = Mamba2Mixer(c.d_model, d_state=c.d_state, headdim=c.headdim, expand=c.expand,
-                                       ngroups=c.ngroups, d_conv=c.d_conv, chunk_size=c.chunk_size)
+                                       ngroups=c.ngroups, d_conv=c.d_conv, chunk_size=c.chunk_size,
+                                       fused_step=c.fused_decode)
         self.mlp_hc = hc()
         self.mlp = SwiGLU(c.d_model, c.hidden)
         self.n_sublayers = l - first_sublayer

@@ -11,10 +11,10 @@
 #                decode --compile (eager, graph and compiled graph after 1K and 32K tokens), then overheads with what
 #                is left -> $OUT/speed-*.json, $OUT/speed.log (SPEED_QUICK=1: the CPU check of the stage, tiny models;
 #                the eager training rows: tools/speed_check.py train)
-#   verify       the checks still owed to a GPU, in one call of under 10 minutes: the `#| cuda` cells of 02_mhc, 09_model
-#                and 12_generate side by side (each under VERIFY_NB_SECONDS, default 200; a notebook is filed in
+#   verify       the checks still owed to a GPU, in one call of under 10 minutes: the `#| cuda` cells of 02_mhc, 03_ssd,
+#                09_model and 12_generate side by side (each under VERIFY_NB_SECONDS, default 200; a notebook is filed in
 #                gpu_records.json only when every cell ran and passed), then tools/speed_check.py decode --compile
-#                --fused_pre (under VERIFY_DECODE_SECONDS, default 225) -> $OUT/*.ipynb, $OUT/nb-*.log, $OUT/speed-*.json
+#                --fused_decode (under VERIFY_DECODE_SECONDS, default 225) -> $OUT/*.ipynb, $OUT/nb-*.log, $OUT/speed-*.json
 # Outputs go to $OUT (default $TMPDIR/gpu-out); COMMIT names the commit the records are filed under (default: git's
 # HEAD; a copy of the tree without .git needs it).
 set -euo pipefail
@@ -46,7 +46,7 @@ cells)
     --command 'python tools/run_nb.py NB --flags cuda --only-flagged --keep-going'
   cp nbs/gpu_records.json "$OUT/gpu_records.json" ;;
 verify)
-  nbs=(02_mhc 09_model 12_generate)
+  nbs=(02_mhc 03_ssd 09_model 12_generate)
   for nb in "${nbs[@]}"; do
     timeout "${VERIFY_NB_SECONDS:-200}" python3 tools/run_nb.py "nbs/$nb.ipynb" --flags cuda --only-flagged --keep-going \
       > "$OUT/nb-$nb.log" 2>&1 &
@@ -62,7 +62,7 @@ verify)
       --command 'python tools/run_nb.py NB --flags cuda --only-flagged --keep-going' \
       && cp nbs/gpu_records.json "$OUT/gpu_records.json" || echo "gpu_records: nothing filed"
   fi
-  timeout "${VERIFY_DECODE_SECONDS:-225}" python3 tools/speed_check.py decode --compile --fused_pre \
+  timeout "${VERIFY_DECODE_SECONDS:-225}" python3 tools/speed_check.py decode --compile --fused_decode \
     --out "$OUT/speed-decode-compiled-fused.json" > "$OUT/speed-decode.log" 2>&1 || echo "decode: exit $? (124: timed out)"
   tail -n 30 "$OUT/speed-decode.log" ;;
 bench)

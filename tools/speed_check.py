@@ -92,7 +92,7 @@ def decode_rows(cfg: HMConfig, dev, contexts: tuple[int, ...], n_new: int, repea
             step_ms = (ms - ms1) / (n_new - 1)
             first = first or step_ms
             how = {False: '', True: ', cuda graph', 'compiled': ', cuda graph, compiled step'}[mode]
-            how += ', fused mHC pre sides' if cfg.mhc_fused_pre else ''
+            how += ', fused decode kernels' if cfg.fused_decode else ''
             rows.append(dict(component=f'generate {n_new} tokens after {ctx}, batch 1' + how, ms=ms,
                              tokens_per_s=n_new / ms * 1e3, step_ms=step_ms, step_tokens_per_s=1e3 / step_ms,
                              growth=step_ms / first, context=ctx, graph=str(mode), warmup_s=warm,
@@ -146,8 +146,8 @@ def main(argv=None) -> int:
     p.add_argument('--compile', action='store_true', help='compiled blocks and memory writes (HMConfig compile=True, '
                    'mem_fast=None) for training, and the '
                    'compiled step for the graph (GraphedStep compile=True): the opt-ins, measured against the eager rows')
-    p.add_argument('--fused_pre', action='store_true', help="decode: each mHC wrapper's pre side as one kernel "
-                   '(HMConfig.mhc_fused_pre, 02_mhc)')
+    p.add_argument('--fused_decode', action='store_true', help='decode: the fused decode kernels (HMConfig.fused_decode: '
+                   "mHC's pre sides in 02_mhc, the SSD step in 03_ssd)")
     p.add_argument('--grad_checkpoint', type=_ckpt, default=True, metavar='all|none|K',
                    help='blocks recomputed in the backward: all (default), none, or the first K (HMConfig.grad_checkpoint)')
     p.add_argument('--contexts', type=lambda v: tuple(int(x) for x in v.split(',')), default=(1024, 32768),
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     elif a.part == 'overheads':
         rows = overhead_rows(dev, a.quick, lambda rs: save(out, rs, dev, argv))
     else:
-        cfg = HMConfig.preset('tiny' if a.quick else 'base', mhc_fused_pre=a.fused_pre)
+        cfg = HMConfig.preset('tiny' if a.quick else 'base', fused_decode=a.fused_decode)
         rows += decode_rows(cfg, dev, (64, 256) if a.quick else a.contexts,
                             8 if a.quick else 256, 2 if a.quick else 3, a.compile)
     save(out, rows, dev, argv)

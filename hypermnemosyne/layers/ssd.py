@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .mhc import _jit_pair, _interpret_env, _HAS_TRITON
+from ..core import triton_available
 if _HAS_TRITON: import triton, triton.language as tl
 if TYPE_CHECKING: from hypermnemosyne.layers.attention import KVCache
 
@@ -419,6 +420,138 @@ def causal_conv1d(x, weight, bias, initial_state=None, silu: bool = True, fast: 
     full = torch.cat([initial_state.transpose(1, 2).to(x.dtype), x], 1)      # the history as K-1 leading inputs
     return _conv_fwd_op(full, weight.contiguous(), bias, silu)[:, k - 1:]
 
+# %% ../../nbs/03_ssd.ipynb #30ea57bc
+if _HAS_TRITON:
+    def _conv_step_kernel(CS, XBC, W, Bias, Y, D, sxb, K: tl.constexpr, BD: tl.constexpr):
+        # One decode step of the depthwise causal conv + SiLU for channels [pid1·BD, +BD) of row b: the window is the
+        # K-1 stored inputs and the new one, in the input's dtype as the reference builds it; the state then shifts
+        # left by one in place. Each thread reads and writes only its own channels, every read before its writes.
+        b = tl.program_id(0).to(tl.int64)
+        d = tl.program_id(1) * BD + tl.arange(0, BD); md = d < D
+        dt = XBC.dtype.element_ty
+        xn = tl.load(XBC + b * sxb + d, mask=md, other=0.0)
+        acc = tl.load(Bias + d, mask=md, other=0.0).to(dt).to(tl.float32)
+        cs = CS + b * D * (K - 1) + d * (K - 1)
+        for k in tl.static_range(K - 1):
+            v = tl.load(cs + k, mask=md, other=0.0).to(dt).to(tl.float32)
+            acc += v * tl.load(W + d * K + k, mask=md, other=0.0).to(dt).to(tl.float32)
+        acc += xn.to(tl.float32) * tl.load(W + d * K + (K - 1), mask=md, other=0.0).to(dt).to(tl.float32)
+        for k in tl.static_range(K - 2):
+            v = tl.load(cs + k + 1, mask=md, other=0.0).to(dt)
+            tl.store(cs + k, v.to(CS.dtype.element_ty), mask=md)
+        tl.store(cs + (K - 2), xn.to(CS.dtype.element_ty), mask=md)
+        acc = acc.to(dt).to(tl.float32)                   # the reference rounds the conv output before the SiLU
+        tl.store(Y + b * D + d, (acc / (1.0 + tl.exp(-acc))).to(Y.dtype.element_ty), mask=md)
+
+    def _ssm_step_kernel(S, XBC, DTR, DTB, ALOG, DSK, Y, sxb, sdb, H, R: tl.constexpr, P: tl.constexpr,
+                         N: tl.constexpr, DIN: tl.constexpr, GN: tl.constexpr, BP: tl.constexpr, NP: tl.constexpr):
+        # One decode step of the SSD recurrence for head h of row b, rows [pid2·BP, +BP) of its [P, N] state, in
+        # place: s = s·exp(dt·A) + (dt·x) ⊗ B, y = s·C + D·x, with dt = softplus(dt_raw + dt_bias), A = -exp(A_log)
+        # and B, C of the head's group (heads h·R ... share one).
+        b = tl.program_id(0).to(tl.int64); h = tl.program_id(1); g = h // R
+        p = tl.program_id(2) * BP + tl.arange(0, BP); mp = p < P
+        n = tl.arange(0, NP); mn = n < N
+        x = tl.load(XBC + b * sxb + h * P + p, mask=mp, other=0.0).to(tl.float32)
+        Bv = tl.load(XBC + b * sxb + DIN + g * N + n, mask=mn, other=0.0).to(tl.float32)
+        Cv = tl.load(XBC + b * sxb + DIN + GN + g * N + n, mask=mn, other=0.0).to(tl.float32)
+        z = tl.load(DTR + b * sdb + h).to(tl.float32) + tl.load(DTB + h).to(tl.float32)
+        ez = tl.exp(tl.minimum(z, 20.0))
+        dt = tl.where(z > 20.0, z, tl.where(z < -15.0, ez, tl.log(1.0 + ez)))   # softplus, as F.softplus's threshold
+        decay = tl.exp(dt * -tl.exp(tl.load(ALOG + h).to(tl.float32)))
+        sp = S + ((b * H + h) * P + p[:, None]) * N + n[None, :]
+        msk = mp[:, None] & mn[None, :]
+        s = tl.load(sp, mask=msk, other=0.0) * decay + (dt * x)[:, None] * Bv[None, :]
+        tl.store(sp, s, mask=msk)
+        y = tl.reduce(s * Cv[None, :], 1, tl.standard._sum_combine) + tl.load(DSK + h).to(tl.float32) * x
+        tl.store(Y + (b * H + h) * P + p, y, mask=mp)
+
+    def _gnorm_kernel(Yin, Z, W, O, sz, eps, G: tl.constexpr, GS: tl.constexpr, BC: tl.constexpr):
+        # The gated RMSNorm of one group of one row: v = y·SiLU(z), v / rms(v) · weight, in two passes (the RMS first).
+        b = tl.program_id(0).to(tl.int64); g = tl.program_id(1)
+        sq = tl.full([BC], 0.0, tl.float32)
+        for c0 in range(0, GS, BC):
+            c = c0 + tl.arange(0, BC); m = c < GS
+            y = tl.load(Yin + b * G * GS + g * GS + c, mask=m, other=0.0).to(tl.float32)
+            zz = tl.load(Z + b * sz + g * GS + c, mask=m, other=0.0).to(tl.float32)
+            v = y * (zz / (1.0 + tl.exp(-zz)))
+            sq += v * v
+        r = 1.0 / tl.sqrt(tl.reduce(sq, 0, tl.standard._sum_combine) / GS + eps)
+        for c0 in range(0, GS, BC):
+            c = c0 + tl.arange(0, BC); m = c < GS
+            y = tl.load(Yin + b * G * GS + g * GS + c, mask=m, other=0.0).to(tl.float32)
+            zz = tl.load(Z + b * sz + g * GS + c, mask=m, other=0.0).to(tl.float32)
+            v = y * (zz / (1.0 + tl.exp(-zz)))
+            w = tl.load(W + g * GS + c, mask=m, other=0.0).to(tl.float32)
+            tl.store(O + b * G * GS + g * GS + c, (v * r * w).to(O.dtype.element_ty), mask=m)
+
+    _CONV_STEP, _SSM_STEP, _GNORM = _jit_pair(_conv_step_kernel), _jit_pair(_ssm_step_kernel), _jit_pair(_gnorm_kernel)
+
+def _rows(t):
+    "`t` [b, D] with unit stride along D (a slice of in_proj's output keeps its row stride; anything else is copied)."
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+def _step_meta(P, N):
+    "Blocks of the SSM step: BP state rows of N (padded to NP) per program, so that [BP, NP] stays near 2,048 values."
+    NP = max(2, 1 << (N - 1).bit_length())
+    return dict(BP=_STEP_BP or max(1, min(1 << (P - 1).bit_length(), 2048 // NP)), NP=NP)
+
+_STEP_BP = None   # the CPU tests shrink it so that a head's state spans several programs
+
+if _HAS_TRITON:
+    @torch.library.custom_op('hypermnemosyne::ssd_conv_step', mutates_args=('conv_state',))
+    def _conv_step_op(conv_state: torch.Tensor, xbc: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor) -> torch.Tensor:
+        """conv_state [b, D, K-1] (contiguous, shifted in place), xbc [b, D], weight [D, K], bias [D] ->
+        SiLU(conv) [b, D] in xbc's dtype."""
+        xbc = _rows(xbc); b, D = xbc.shape
+        if conv_state.shape != (b, D, weight.shape[1] - 1) or not conv_state.is_contiguous():
+            raise ValueError(f'conv_state must be contiguous [b, D, K-1] = {(b, D, weight.shape[1] - 1)}, '
+                             f'got {tuple(conv_state.shape)}')
+        y = xbc.new_empty(b, D)
+        if b: _launch_grid(_CONV_STEP, (b, triton.cdiv(D, 256)), conv_state, xbc, weight.contiguous(), bias.contiguous(),
+                           y, D, xbc.stride(0), K=weight.shape[1], BD=256)
+        return y
+
+    @_conv_step_op.register_fake
+    def _(conv_state, xbc, weight, bias): return xbc.new_empty(xbc.shape)
+
+    @torch.library.custom_op('hypermnemosyne::ssd_state_step', mutates_args=('ssm_state',))
+    def _ssm_step_op(ssm_state: torch.Tensor, xbc: torch.Tensor, dt_raw: torch.Tensor, dt_bias: torch.Tensor,
+                     A_log: torch.Tensor, D: torch.Tensor, ngroups: int) -> torch.Tensor:
+        """ssm_state [b, h, p, n] fp32 (contiguous, updated in place), xbc [b, d_inner + 2·g·n] after the conv,
+        dt_raw [b, h] -> y [b, h, p] fp32."""
+        xbc, dt_raw = _rows(xbc), _rows(dt_raw)
+        b, H, P, N = ssm_state.shape
+        if xbc.shape != (b, H * P + 2 * ngroups * N) or dt_raw.shape != (b, H) or H % ngroups or \
+                ssm_state.dtype != torch.float32 or not ssm_state.is_contiguous():
+            raise ValueError(f'ssd_state_step: a contiguous fp32 state [b, h, p, n] = {tuple(ssm_state.shape)} needs xbc '
+                             f'[b, h·p + 2·ngroups·n] = {(b, H * P + 2 * ngroups * N)} and dt_raw [b, h] = {(b, H)}, '
+                             f'got {tuple(xbc.shape)}, {tuple(dt_raw.shape)} ({ssm_state.dtype})')
+        y = ssm_state.new_empty(b, H, P)
+        meta = _step_meta(P, N)
+        if b: _launch_grid(_SSM_STEP, (b, H, triton.cdiv(P, meta['BP'])), ssm_state, xbc, dt_raw, dt_bias.contiguous(),
+                           A_log.contiguous(), D.contiguous(), y, xbc.stride(0), dt_raw.stride(0), H, R=H // ngroups,
+                           P=P, N=N, DIN=H * P, GN=ngroups * N, **meta)
+        return y
+
+    @_ssm_step_op.register_fake
+    def _(ssm_state, xbc, dt_raw, dt_bias, A_log, D, ngroups): return ssm_state.new_empty(ssm_state.shape[:3])
+
+    @torch.library.custom_op('hypermnemosyne::gated_rms_norm_step', mutates_args=())
+    def _gnorm_op(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: float, ngroups: int) -> torch.Tensor:
+        "y [b, d] fp32, z [b, d] (the gate), weight [d] -> RMSNorm(y·SiLU(z)) per group of d/ngroups, times weight."
+        y, z = y.contiguous(), _rows(z)
+        b, d = y.shape
+        out = torch.empty_like(y)
+        gs = d // ngroups
+        if b: _launch_grid(_GNORM, (b, ngroups), y, z, weight.contiguous(), out, z.stride(0), eps, G=ngroups, GS=gs,
+                           BC=_STEP_BP or min(1024, 1 << (gs - 1).bit_length()))
+        return out
+
+    @_gnorm_op.register_fake
+    def _(y, z, weight, eps, ngroups): return torch.empty_like(y)
+
+
 # %% ../../nbs/03_ssd.ipynb #3e0f7b8c
 class GatedRMSNorm(nn.Module):
     """RMSNorm(y · SiLU(z)) over groups of `d // ngroups` channels, times a learned weight (mamba-ssm's gated norm,
@@ -439,12 +572,15 @@ class Mamba2Mixer(nn.Module):
     """Mamba-2 block: in_proj -> (z, x, B, C, dt) -> causal depthwise conv1d + SiLU on (x, B, C) -> SSD ->
     gated RMSNorm(y·SiLU(z)) -> out_proj. Input [b, t, d_model] (already normalised), output the same shape.
     `fast`: None = mamba-ssm's Triton SSD on CUDA when importable, True = require it (ValueError naming what is
-    missing), False = the PyTorch reference `ssd_chunked`."""
+    missing), False = the PyTorch reference `ssd_chunked`. `fused_step=True` (opt-in): decode steps through the three
+    step kernels above where Triton runs, when no gradient is needed."""
     A_init_range, dt_min, dt_max, dt_init_floor, norm_eps = (1., 16.), 1e-3, 1e-1, 1e-4, 1e-5
 
     def __init__(self, d_model: int, d_state: int = 128, headdim: int = 64, expand: int = 2, ngroups: int = 1,
-                 d_conv: int = 4, chunk_size: int = 256, fast: bool | None = None):
+                 d_conv: int = 4, chunk_size: int = 256, fast: bool | None = None, fused_step: bool = False):
         super().__init__()
+        if not isinstance(fused_step, bool): raise ValueError(f'fused_step must be True or False, got {fused_step!r}')
+        self.fused_step = fused_step
         for k, v in dict(d_model=d_model, d_state=d_state, headdim=headdim, expand=expand, ngroups=ngroups,
                          d_conv=d_conv, chunk_size=chunk_size).items():
             if not isinstance(v, int) or v < 1: raise ValueError(f'{k} must be a positive int, got {v!r}')
@@ -512,6 +648,14 @@ class Mamba2Mixer(nn.Module):
         wd = _work_dtype(self.A_log)
         return F.softplus(dt_raw.to(wd) + self.dt_bias.to(wd)), -torch.exp(self.A_log.to(wd))
 
+    def _fuses_step(self, u, cache) -> bool:
+        "Whether this step runs the three step kernels: `fused_step`, Triton runs here, an fp32 state, no gradient."
+        if not (self.fused_step and _HAS_TRITON and triton_available(u.device) and self.d_conv > 1
+                and cache.ssm_state.dtype == torch.float32 and cache.conv_state.is_contiguous()
+                and cache.ssm_state.is_contiguous()):
+            return False
+        return not (torch.is_grad_enabled() and (u.requires_grad or self.in_proj.weight.requires_grad))
+
     def _check_cache(self, cache):
         shape = (self.nheads, self.headdim, self.d_state)
         if cache.ssm_state is None or cache.conv_state is None or cache.ssm_state.shape[1:] != shape:
@@ -551,6 +695,12 @@ class Mamba2Mixer(nn.Module):
             raise ValueError(f'step() takes one token [b, 1, d_model], got {tuple(u.shape)}; use forward(x, cache)')
         b = u.shape[0]
         z, xBC, dt_raw = self.in_proj(u[:, 0]).split([self.d_inner, self.conv_dim, self.nheads], -1)
+        if self._fuses_step(u, cache):
+            xBC = _conv_step_op(cache.conv_state, xBC, self.conv1d.weight[:, 0], self.conv1d.bias)
+            y = _ssm_step_op(cache.ssm_state, xBC, dt_raw, self.dt_bias, self.A_log, self.D, self.ngroups)
+            cache.seqlen += 1
+            y = _gnorm_op(y.view(b, self.d_inner), z, self.norm.weight, self.norm.eps, self.ngroups)
+            return self.out_proj(y.view(b, 1, self.d_inner))
         win = torch.cat([cache.conv_state.to(xBC.dtype), xBC[..., None]], -1)       # [b, conv_dim, d_conv]
         cache.conv_state.copy_(win[..., 1:].detach())
         w = self.conv1d.weight[:, 0]
