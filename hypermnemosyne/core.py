@@ -10,6 +10,10 @@ from IPython.display import display
 from pathlib import Path
 import torch
 
+# Triton's fused multiply-adds, pinned to what every Triton so far has done: 3.9 warns when nobody chose (naming its
+# own install path in every notebook's output) and 3.10 will turn them off by default, changing the kernels' rounding.
+if 'TRITON_DEFAULT_FP_FUSION' not in os.environ: os.environ['TRITON_DEFAULT_FP_FUSION'] = '1'
+
 # %% auto #0
 __all__ = ['GPU_RECORDS', 'get_device', 'autocast_ctx', 'triton_available', 'compile_for_gpu', 'time_fn', 'device_name',
            'source_commit', 'format_table', 'print_table', 'CliError', 'one_line', 'run_cli', 'default_threads',

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.utils._pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch._dynamo.utils import counters as _dynamo_counters
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 from .core import get_device, autocast_ctx, CliError, run_cli
@@ -238,6 +239,8 @@ def generate_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument('--graph', action='store_true', help='require the CUDA graph (the default on CUDA; GraphedStep)')
     g.add_argument('--no_graph', action='store_true', help='decode eagerly, one launch per op (the default on the CPU)')
+    p.add_argument('--fused_decode', action='store_true',
+                   help="decode through the fused Triton kernels (mHC's pre sides, the SSD step; CUDA; opt-in)")
     return p
 
 def _cli_device(name):
@@ -260,6 +263,8 @@ def _cli_settings(a):
     except ValueError as e: raise ValueError(f'--{e}') from None
     dev = _cli_device(a.device)
     if a.graph and dev.type != 'cuda': raise ValueError(f'--graph needs a CUDA device, got {dev}: drop --graph')
+    if a.fused_decode and dev.type != 'cuda':
+        raise ValueError(f'--fused_decode needs a CUDA device (Triton kernels), got {dev}: drop --fused_decode')
     return dev
 
 def _cli_load(a):
@@ -269,7 +274,7 @@ def _cli_load(a):
     dev = _cli_settings(a)
     try: model, tok, _ = load_run(run, step=a.step, device=dev)
     except FileNotFoundError as e: raise CliError(str(e)) from None
-    return model, tok
+    return (model.set_fused_decode(True) if a.fused_decode else model), tok
 
 def _cli_generate(a) -> int:
     "Stream the continuation to stdout and a summary line to stderr; Ctrl-C keeps the text printed so far (status 130)."
@@ -486,8 +491,7 @@ def _check_graphable(model, state, emulate):
 
 def _graphs_compiled() -> int:
     "How many graphs Dynamo has compiled in this process so far (its own counter)."
-    from torch._dynamo.utils import counters
-    return counters['stats']['unique_graphs']
+    return _dynamo_counters['stats']['unique_graphs']
 
 @contextlib.contextmanager
 def _no_recompile(compiled: bool, warmups: int):

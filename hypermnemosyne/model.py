@@ -345,6 +345,17 @@ class HyperMnemosyne(nn.Module):
             nn.init.normal_(b.mixer.out_proj.weight, std=out_std)
             if b.has_memory: b.memory.out_norm.weight.fill_(std)
 
+    def set_fused_decode(self, on: bool = True) -> 'HyperMnemosyne':
+        """Switch the fused decode kernels (`HMConfig.fused_decode`) on or off in place, e.g. on a model loaded from a
+        checkpoint: every mHC wrapper's one-kernel pre side and every Mamba-2 block's fused step. Returns the model."""
+        if not isinstance(on, bool): raise ValueError(f'set_fused_decode takes True or False, got {on!r}')
+        self.config = HMConfig(**{**{f.name: getattr(self.config, f.name) for f in fields(self.config)},
+                                  'fused_decode': on})
+        for mod in self.modules():
+            if isinstance(mod, HyperConnection): mod.fused_pre = on
+            elif isinstance(mod, Mamba2Mixer): mod.fused_step = on
+        return self
+
     # --- state -------------------------------------------------------------------------------------------------
     def init_state(self, batch: int, device=None, dtype=None) -> ModelState:
         "A fresh state for `batch` sequences (empty caches; memory at its learned initial weights)."

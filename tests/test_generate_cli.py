@@ -32,6 +32,7 @@ def one_line_error(r, *words):
     (('--device', 'tpu9'), ('--device', 'tpu9')),
     (('--device', 'cuda:7'), ('--device', 'cuda:7')),      # a real device type this machine lacks (CI has no GPU)
     (('--device', 'cpu', '--graph'), ('--graph', 'CUDA')),  # the graph asked for where there is none
+    (('--device', 'cpu', '--fused_decode'), ('--fused_decode', 'CUDA')),   # Triton kernels where they cannot run
 ])
 def test_bad_settings_give_one_line_naming_the_flag(tiny_run, flags, words):
     if flags[-1] == 'cuda:7':

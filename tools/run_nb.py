@@ -13,6 +13,8 @@ from execnb.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
 
 ROOT = Path(__file__).resolve().parent.parent
+# Triton reads this through its own getenv; set before any kernel so no notebook output carries its path-bearing warning
+os.environ.setdefault('TRITON_DEFAULT_FP_FUSION', '1')
 
 def tst_flags():
     cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini')
@@ -40,6 +42,8 @@ def run(path, flags=(), only_flagged=False, keep_going=False):
         if not skip_it:
             sys.stderr.write(f'{path.name}: cell {nb.cells.index(cell)} starts at {time.time() - t0:.0f} s\n'); sys.stderr.flush()
         return skip_it
+    for c in nb.cells:      # execnb leaves a cell's old outputs when the new run prints nothing: start each one empty
+        if c.cell_type == 'code' and not no_eval(c): c['outputs'] = []
     shell = CaptureShell(path)
     t = time.time()
     cwd = os.getcwd(); os.chdir(path.parent)

@@ -311,13 +311,15 @@ if _HAS_TRITON:
     def _pre_fwd_kernel(S, PHI, BPRE, BPOST, BRES, ALPHA, W, XN, HPRE, HPOST, HRES, eps,
                         C: tl.constexpr, N: tl.constexpr, ITERS: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr,
                         NORM: tl.constexpr):
-        # One program per token: the coefficient projection of the flattened streams (a [N·C] x [N·C, N²+2N] product,
-        # accumulated elementwise over blocks of BK inputs and reduced at the end) with its RMS, the gates, Sinkhorn
-        # on the N x N logits in registers, then the aggregate H_pre·streams and the sublayer's RMSNorm, in two
-        # passes over the channels (the norm needs the whole row; the aggregate is recomputed rather than stored).
+        # One program per token: the projection of the flattened streams onto φ's N²+2N columns (accumulated
+        # elementwise over blocks of BK inputs, reduced once) and their RMS; the gates; Sinkhorn on the N x N logits in
+        # registers; then the aggregate and the sublayer's RMSNorm in two passes over the channels (the norm needs the
+        # row's RMS first; the aggregate is recomputed rather than stored). φ, the projection and the aggregate are
+        # rounded to the streams' dtype where the reference's GEMM and hc_aggregate round them.
         m = tl.program_id(0).to(tl.int64)
         K: tl.constexpr = N * N + 2 * N
         NC: tl.constexpr = N * C
+        SD = S.dtype.element_ty
         i = tl.arange(0, N)
         acc_pre = tl.full([BK, N], 0.0, tl.float32)
         acc_post = tl.full([BK, N], 0.0, tl.float32)
@@ -327,22 +329,21 @@ if _HAS_TRITON:
             k = k0 + tl.arange(0, BK); mk = k < NC
             x = tl.load(S + m * NC + k, mask=mk, other=0.0).to(tl.float32)
             row = PHI + k.to(tl.int64) * K
-            # φ rounded to the streams' dtype, as the reference's GEMM in that dtype reads it
-            pp = tl.load(row[:, None] + i[None, :], mask=mk[:, None], other=0.0).to(S.dtype.element_ty).to(tl.float32)
-            pq = tl.load(row[:, None] + N + i[None, :], mask=mk[:, None], other=0.0).to(S.dtype.element_ty).to(tl.float32)
-            pr = tl.load(row[:, None, None] + 2 * N + i[None, :, None] * N + i[None, None, :], mask=mk[:, None, None],
-                         other=0.0).to(S.dtype.element_ty).to(tl.float32)
+            pp = tl.load(row[:, None] + i[None, :], mask=mk[:, None], other=0.0).to(SD).to(tl.float32)
+            pq = tl.load(row[:, None] + N + i[None, :], mask=mk[:, None], other=0.0).to(SD).to(tl.float32)
+            pr = tl.load(row[:, None, None] + 2 * N + i[None, :, None] * N + i[None, None, :],
+                         mask=mk[:, None, None], other=0.0).to(SD).to(tl.float32)
             acc_pre += x[:, None] * pp
             acc_post += x[:, None] * pq
             acc_res += x[:, None, None] * pr
             acc_sq += x * x
         inv = 1.0 / tl.sqrt(tl.reduce(acc_sq, 0, tl.standard._sum_combine) / NC + eps)
-        a_pre, a_post, a_res = tl.load(ALPHA), tl.load(ALPHA + 1), tl.load(ALPHA + 2)
-        z_pre = tl.load(BPRE + i) + a_pre * (tl.reduce(acc_pre, 0, tl.standard._sum_combine).to(S.dtype.element_ty).to(tl.float32) * inv)
-        z_post = tl.load(BPOST + i) + a_post * (tl.reduce(acc_post, 0, tl.standard._sum_combine).to(S.dtype.element_ty).to(tl.float32) * inv)
-        L = tl.load(BRES + i[:, None] * N + i[None, :]) + a_res * (tl.reduce(acc_res, 0, tl.standard._sum_combine).to(S.dtype.element_ty).to(tl.float32) * inv)
-        h_pre = 1.0 / (1.0 + tl.exp(-z_pre))
-        h_post = 2.0 / (1.0 + tl.exp(-z_post))
+        z_pre = tl.reduce(acc_pre, 0, tl.standard._sum_combine).to(SD).to(tl.float32) * inv
+        z_post = tl.reduce(acc_post, 0, tl.standard._sum_combine).to(SD).to(tl.float32) * inv
+        L = tl.reduce(acc_res, 0, tl.standard._sum_combine).to(SD).to(tl.float32) * inv
+        h_pre = 1.0 / (1.0 + tl.exp(-(tl.load(BPRE + i) + tl.load(ALPHA) * z_pre)))
+        h_post = 2.0 / (1.0 + tl.exp(-(tl.load(BPOST + i) + tl.load(ALPHA + 1) * z_post)))
+        L = tl.load(BRES + i[:, None] * N + i[None, :]) + tl.load(ALPHA + 2) * L
         for _ in range(ITERS):          # log-domain Sinkhorn, columns then rows (as sinkhorn_knopp_ref)
             mx = tl.reduce(L, 0, tl.standard._elementwise_max)
             L = L - (mx + tl.log(tl.reduce(tl.exp(L - mx[None, :]), 0, tl.standard._sum_combine)))[None, :]
@@ -351,25 +352,20 @@ if _HAS_TRITON:
         tl.store(HPRE + m * N + i, h_pre)
         tl.store(HPOST + m * N + i, h_post)
         tl.store(HRES + m * N * N + i[:, None] * N + i[None, :], tl.exp(L))
-        # the aggregate, rounded to the streams' dtype as hc_aggregate returns it, then RMSNorm over the channels
         sq = tl.full([BC], 0.0, tl.float32)
         for c0 in range(0, C, BC):
             c = c0 + tl.arange(0, BC); mc = c < C
             s = tl.load(S + m * NC + i[:, None] * C + c[None, :], mask=mc[None, :], other=0.0).to(tl.float32)
-            xa = tl.reduce(h_pre[:, None] * s, 0, tl.standard._sum_combine).to(S.dtype.element_ty).to(tl.float32)
+            xa = tl.reduce(h_pre[:, None] * s, 0, tl.standard._sum_combine).to(SD).to(tl.float32)
             sq += xa * xa
         r = 1.0 / tl.sqrt(tl.reduce(sq, 0, tl.standard._sum_combine) / C + eps)
         for c0 in range(0, C, BC):
             c = c0 + tl.arange(0, BC); mc = c < C
             s = tl.load(S + m * NC + i[:, None] * C + c[None, :], mask=mc[None, :], other=0.0).to(tl.float32)
-            xa = tl.reduce(h_pre[:, None] * s, 0, tl.standard._sum_combine).to(S.dtype.element_ty).to(tl.float32)
-            if NORM:
-                # x·r rounded to the streams' dtype, times the weight in that dtype (products in fp32, rounded at the store)
-                w = tl.load(W + c, mask=mc, other=0.0).to(S.dtype.element_ty).to(tl.float32)
-                y = (xa * r).to(S.dtype.element_ty).to(tl.float32) * w
-            else:
-                y = xa
-            tl.store(XN + m * C + c, y.to(XN.dtype.element_ty), mask=mc)
+            xa = tl.reduce(h_pre[:, None] * s, 0, tl.standard._sum_combine).to(SD).to(tl.float32)
+            if NORM:   # x·r rounded to the streams' dtype, times the weight in it (the product rounded at the store)
+                xa = (xa * r).to(SD).to(tl.float32) * tl.load(W + c, mask=mc, other=0.0).to(SD).to(tl.float32)
+            tl.store(XN + m * C + c, xa.to(XN.dtype.element_ty), mask=mc)
 
     _PRE_FWD = _jit_pair(_pre_fwd_kernel)
 
@@ -377,8 +373,8 @@ if _HAS_TRITON:
     def _pre_op(s: torch.Tensor, phi: torch.Tensor, b_pre: torch.Tensor, b_post: torch.Tensor, b_res: torch.Tensor,
                 alpha: torch.Tensor, w: torch.Tensor, eps: float, norm: bool,
                 iters: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """s [M, n, c] -> (x [M, c], s's dtype: the aggregate through the RMSNorm with weight `w` when `norm`; h_pre [M, n],
-        h_post [M, n], h_res [M, n, n], fp32)."""
+        """s [M, n, c] -> (x [M, c], s's dtype: the aggregate through the RMSNorm with weight `w` when `norm`;
+        h_pre [M, n], h_post [M, n], h_res [M, n, n], fp32)."""
         M, n, c = s.shape
         s = s.contiguous()
         x = s.new_empty(M, c)

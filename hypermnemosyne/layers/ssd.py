@@ -508,8 +508,8 @@ if _HAS_TRITON:
             raise ValueError(f'conv_state must be contiguous [b, D, K-1] = {(b, D, weight.shape[1] - 1)}, '
                              f'got {tuple(conv_state.shape)}')
         y = xbc.new_empty(b, D)
-        if b: _launch_grid(_CONV_STEP, (b, triton.cdiv(D, 256)), conv_state, xbc, weight.contiguous(), bias.contiguous(),
-                           y, D, xbc.stride(0), K=weight.shape[1], BD=256)
+        if b: _launch_grid(_CONV_STEP, (b, triton.cdiv(D, 256)), conv_state, xbc, weight.contiguous(),
+                           bias.contiguous(), y, D, xbc.stride(0), K=weight.shape[1], BD=256)
         return y
 
     @_conv_step_op.register_fake
@@ -524,8 +524,9 @@ if _HAS_TRITON:
         b, H, P, N = ssm_state.shape
         if xbc.shape != (b, H * P + 2 * ngroups * N) or dt_raw.shape != (b, H) or H % ngroups or \
                 ssm_state.dtype != torch.float32 or not ssm_state.is_contiguous():
-            raise ValueError(f'ssd_state_step: a contiguous fp32 state [b, h, p, n] = {tuple(ssm_state.shape)} needs xbc '
-                             f'[b, h·p + 2·ngroups·n] = {(b, H * P + 2 * ngroups * N)} and dt_raw [b, h] = {(b, H)}, '
+            raise ValueError(f'ssd_state_step: a contiguous fp32 state [b, h, p, n] = {tuple(ssm_state.shape)} '
+                             f'needs xbc [b, h·p + 2·ngroups·n] = {(b, H * P + 2 * ngroups * N)} and dt_raw [b, h] = '
+                             f'{(b, H)}, '
                              f'got {tuple(xbc.shape)}, {tuple(dt_raw.shape)} ({ssm_state.dtype})')
         y = ssm_state.new_empty(b, H, P)
         meta = _step_meta(P, N)
