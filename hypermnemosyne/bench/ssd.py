@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
 import matplotlib.pyplot as plt
 from ..core import get_device, autocast_ctx, time_fn, device_name
-from ..layers.ssd import Mamba2Mixer, ssd_chunked, fast_ssd_fn, fast_ssd_error
+from ..layers.ssd import Mamba2Mixer, ssd_chunked, fast_ssd_fn, fast_ssd_error, causal_conv1d
 from ..layers.attention import AttentionMixer, _SDPA_VARLEN
 
 # %% auto #0
@@ -64,6 +64,20 @@ def _time_scan(b, l, h, hd, n, Q, reps, dev):
                 if _has_fast(dev) else None)
     return t_sc, t_sf
 
+def _time_conv(b, l, D, K, reps, dev):
+    """Forward+backward ms of the depthwise causal conv + SiLU on [b, l, D] (bf16 on CUDA): our Triton kernel (None
+    off CUDA, where it only runs interpreted) and the reference on `F.conv1d`."""
+    dt_ = torch.bfloat16 if dev.type == 'cuda' else torch.float32
+    x = torch.randn(b, l, D, device=dev, dtype=dt_, requires_grad=True)
+    w = torch.randn(D, K, device=dev, requires_grad=True); bias = torch.randn(D, device=dev, requires_grad=True)
+    g = torch.randn(b, l, D, device=dev, dtype=dt_)
+    def run(fast):
+        def f():
+            for t in (x, w, bias): t.grad = None
+            causal_conv1d(x, w, bias, fast=fast).backward(g)
+        return time_fn(f, warmup=2, repeats=reps, device=dev)
+    return (run(True) if dev.type == 'cuda' else None), run(False)
+
 def bench_ssd(quick: bool = False) -> list[dict]:
     """Forward+backward of one mixer on [8, 4096] tokens at d_model 768 (quick: a tiny CPU-sized case):
     `ssd_chunked` block vs mamba-ssm fast path vs `AttentionMixer` (flash SDPA), plus the bare scan forward."""
@@ -85,6 +99,10 @@ def bench_ssd(quick: bool = False) -> list[dict]:
                  ref_default_backend_ms=t_default),
             _row('SSD scan fwd: ssd_chunked vs mamba_chunk_scan_combined', t_sc, t_sf, tok,
                  shape=f'[{b},{l}] {h}x{hd} heads, d_state {n}', note=note)]
+    t_cv, t_cr = _time_conv(b, l, 2 * d + 2 * n, 4, reps, dev)           # the block's conv width: x, B and C
+    rows.append(_row('causal conv + SiLU fwd+bwd: our Triton kernel vs F.conv1d', t_cv, t_cr, tok,
+                     shape=f'[{b},{l}] x {2 * d + 2 * n} channels, K 4',
+                     note=None if t_cv is not None else 'the Triton kernel runs only interpreted off CUDA'))
     for r in rows: r['device'] = device_name(dev)
     return rows
 
@@ -115,7 +133,22 @@ def bench_decode(quick: bool = False) -> list[dict]:
                              ours_state_MB=mb['mamba2'], ref_state_MB=mb['attention'], device=name))
     for r in rows:
         r['ours_growth'], r['ref_growth'] = r['ours_ms'] / rows[0]['ours_ms'], r['ref_ms'] / rows[0]['ref_ms']
-    return rows
+    return rows + [_fused_step_row(mam, prefixes[0], d, reps, dev, kv_dtype, name)]
+
+def _fused_step_row(mam, T, d, reps, dev, kv_dtype, name) -> dict:
+    """Mamba-2's `step()` through the three fused step kernels (`fused_step=True`) against its reference step, after
+    `T` tokens (CUDA only: off it the kernels run only interpreted, and the row says so)."""
+    row = dict(component=f'decode step() after {T} tokens: fused step kernels vs Mamba-2 step', ours_ms=None,
+               ref_ms=None, ratio=None, prefix=T, device=name)
+    if dev.type != 'cuda': return {**row, 'note': 'the fused step kernels run only interpreted off CUDA'}
+    u, tok = torch.randn(1, T, d, device=dev), torch.randn(1, 1, d, device=dev)
+    with torch.no_grad(), autocast_ctx(dev):
+        for key, fused in (('ref_ms', False), ('ours_ms', True)):
+            mam.fused_step, cache = fused, mam.init_state(1, device=dev, dtype=kv_dtype)
+            mam(u, cache)
+            row[key] = time_fn(mam.step, tok, cache, warmup=5, repeats=reps, device=dev)
+    mam.fused_step = False
+    return {**row, 'ratio': row['ref_ms'] / row['ours_ms']}
 
 def plot_decode(rows: list[dict], ax=None):
     "Per-token decode latency vs prefix length from `bench_decode` rows (Mamba-2 vs attention)."
