@@ -14,7 +14,8 @@
 #   verify       the checks still owed to a GPU, in one call of under 10 minutes: the `#| cuda` cells of 02_mhc, 03_ssd,
 #                09_model and 12_generate side by side (each under VERIFY_NB_SECONDS, default 200; a notebook is filed in
 #                gpu_records.json only when every cell ran and passed), then tools/speed_check.py decode --compile
-#                --fused_decode (under VERIFY_DECODE_SECONDS, default 225) -> $OUT/*.ipynb, $OUT/nb-*.log, $OUT/speed-*.json
+#                --fused_decode (under VERIFY_DECODE_SECONDS, default 225), then hm_bench --only ssd (the Triton conv
+#                against F.conv1d; VERIFY_BENCH_SECONDS, default 100) -> $OUT/*.ipynb, nb-*.log, speed-*.json, bench-ssd.json
 # Outputs go to $OUT (default $TMPDIR/gpu-out); COMMIT names the commit the records are filed under (default: git's
 # HEAD; a copy of the tree without .git needs it).
 set -euo pipefail
@@ -64,7 +65,10 @@ verify)
   fi
   timeout "${VERIFY_DECODE_SECONDS:-225}" python3 tools/speed_check.py decode --compile --fused_decode \
     --out "$OUT/speed-decode-compiled-fused.json" > "$OUT/speed-decode.log" 2>&1 || echo "decode: exit $? (124: timed out)"
-  tail -n 30 "$OUT/speed-decode.log" ;;
+  tail -n 30 "$OUT/speed-decode.log"
+  timeout "${VERIFY_BENCH_SECONDS:-100}" python3 -c 'import sys; from hypermnemosyne import hm_bench; sys.exit(hm_bench())' \
+    --only ssd --repeats 1 --out "$OUT/bench-ssd.json" > "$OUT/bench-ssd.log" 2>&1 || echo "bench ssd: exit $?"
+  tail -n 12 "$OUT/bench-ssd.log" ;;
 bench)
   python3 -c 'import sys; from hypermnemosyne import hm_bench; sys.exit(hm_bench())' --out "$OUT/bench.json" \
     2>&1 | tee "$OUT/bench.log" | tail -80 ;;
