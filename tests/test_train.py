@@ -16,7 +16,18 @@ SLOW = ("import sys, time, hypermnemosyne.train.loop as T; f = T.lr_factor; "
         "T.lr_factor = lambda *a, **k: (time.sleep(float(sys.argv[1])), f(*a, **k))[1]; sys.exit(T.hm_train(sys.argv[2:]))")
 
 def hm_train(*args, timeout=240):
-    return subprocess.run(['hm_train', *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return run_group(['hm_train', *args], timeout=timeout)
+
+def run_group(cmd, timeout=300):
+    """`subprocess.run(cmd)` in its own process group, killed whole on a timeout: a timed-out `torchrun` killed alone
+    would leave its worker processes running after the test."""
+    p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try: out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL); p.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 def metrics(run):
     rows = [json.loads(l) for l in (Path(run) / 'metrics.jsonl').read_text().splitlines() if l.strip()]
@@ -107,7 +118,7 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path):
     run = tmp_path / 'ddp'
     cmd = ['torchrun', '--standalone', '--nproc_per_node', '2', '--no-python', 'hm_train', *SMALL, '--out', str(run),
            '--steps', '4', '--eval_every', '2', '--ckpt_every', '2', '--rank_logs']
-    r = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    r = run_group(cmd)
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'cpu x2' in r.stdout and r.stdout.count('status=completed') == 1  # rank 0 alone reports
     logs = [[json.loads(l) for l in (run / f'rank{i}.jsonl').read_text().splitlines()] for i in (0, 1)]
@@ -125,9 +136,9 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path):
     # DDP resume: stop after 2 steps, resume under torchrun: the same losses as the uninterrupted DDP run
     run2 = tmp_path / 'ddp2'
     base = [a if a != str(run) else str(run2) for a in cmd if a != '--rank_logs']
-    r = subprocess.run(base + ['--stop_after', '2'], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    r = run_group(base + ['--stop_after', '2'])
     assert r.returncode == 0 and ckpt_steps(run2) == [2], r.stderr[-3000:]
-    r = subprocess.run(base + ['--resume'], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    r = run_group(base + ['--resume'])
     assert r.returncode == 0, r.stderr[-3000:]
     tr2, ev2 = metrics(run2)
     assert {s: x['loss'] for s, x in tr2.items()} == {s: x['loss'] for s, x in tr.items()}
