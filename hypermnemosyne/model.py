@@ -5,7 +5,7 @@
 # %% ../nbs/09_model.ipynb #9029c2a6
 from __future__ import annotations
 import math, json
-from dataclasses import dataclass, fields, asdict
+from dataclasses import dataclass, fields, asdict, replace
 from typing import NamedTuple
 import torch
 import torch.nn as nn
@@ -349,8 +349,7 @@ class HyperMnemosyne(nn.Module):
         """Switch the fused decode kernels (`HMConfig.fused_decode`) on or off in place, e.g. on a model loaded from a
         checkpoint: every mHC wrapper's one-kernel pre side and every Mamba-2 block's fused step. Returns the model."""
         if not isinstance(on, bool): raise ValueError(f'set_fused_decode takes True or False, got {on!r}')
-        self.config = HMConfig(**{**{f.name: getattr(self.config, f.name) for f in fields(self.config)},
-                                  'fused_decode': on})
+        self.config = replace(self.config, fused_decode=on)
         for mod in self.modules():
             if isinstance(mod, HyperConnection): mod.fused_pre = on
             elif isinstance(mod, Mamba2Mixer): mod.fused_step = on

@@ -495,7 +495,7 @@ def _step_meta(P, N):
     NP = max(2, 1 << (N - 1).bit_length())
     return dict(BP=_STEP_BP or max(1, min(1 << (P - 1).bit_length(), 2048 // NP)), NP=NP)
 
-_STEP_BP = None   # the CPU tests shrink it so that a head's state spans several programs
+_STEP_BP = None   # the CPU tests shrink it: a head's state spans several programs, the norm several channel blocks
 
 if _HAS_TRITON:
     @torch.library.custom_op('hypermnemosyne::ssd_conv_step', mutates_args=('conv_state',))
