@@ -15,10 +15,10 @@ import torch
 if 'TRITON_DEFAULT_FP_FUSION' not in os.environ: os.environ['TRITON_DEFAULT_FP_FUSION'] = '1'
 
 # %% auto #0
-__all__ = ['GPU_RECORDS', 'get_device', 'autocast_ctx', 'triton_available', 'compile_for_gpu', 'time_fn', 'device_name',
-           'source_commit', 'format_table', 'print_table', 'CliError', 'one_line', 'run_cli', 'default_threads',
-           'set_threads', 'cell_key', 'is_cuda_cell', 'load_gpu_records', 'show_gpu_record', 'cuda_cell_guard',
-           'install_cuda_cell_guard']
+__all__ = ['GPU_RECORDS', 'get_device', 'autocast_ctx', 'triton_available', 'check_seq_idx', 'compile_for_gpu', 'time_fn',
+           'device_name', 'source_commit', 'format_table', 'print_table', 'CliError', 'one_line', 'run_cli',
+           'default_threads', 'set_threads', 'cell_key', 'is_cuda_cell', 'load_gpu_records', 'show_gpu_record',
+           'cuda_cell_guard', 'install_cuda_cell_guard']
 
 # %% ../nbs/00_core.ipynb #e18f366c
 def get_device(device=None) -> torch.device:
@@ -40,6 +40,25 @@ def triton_available(device=None) -> bool:
     if importlib.util.find_spec('triton') is None: return False
     dev = get_device(device)
     return dev.type == 'cuda' or os.environ.get('TRITON_INTERPRET') == '1'
+
+# %% ../nbs/00_core.ipynb #628eba4c
+def check_seq_idx(seq_idx, b: int, t: int, device, state: str | None = None, what: str = 'seq_idx'):
+    """Validate `seq_idx` for an input of `b` rows of `t` tokens on `device` (a no-op for None): an integer tensor
+    `[b, t]` on that device. `state`: how the caller names the state or cache it was given with (then refused), or
+    None. Raises a `ValueError` that says what is wrong, prefixed by `what` (the caller)."""
+    if seq_idx is None: return
+    ok = (torch.is_tensor(seq_idx) and tuple(seq_idx.shape) == (b, t) and not seq_idx.is_floating_point()
+          and not seq_idx.is_complex() and seq_idx.dtype != torch.bool)
+    if not ok:
+        got = f'{tuple(seq_idx.shape)} {seq_idx.dtype}' if torch.is_tensor(seq_idx) else type(seq_idx).__name__
+        raise ValueError(f'{what}: seq_idx must be an integer tensor (int32 or int64) [batch, seqlen] = [{b}, {t}], '
+                         f'nondecreasing along each row; got {got}')
+    if seq_idx.device != torch.device(device):
+        raise ValueError(f'{what}: seq_idx is on {seq_idx.device}, the input on {device}: move it with .to({device})')
+    if state is not None:
+        raise ValueError(f'{what}: seq_idx (packed documents, each from a fresh state) cannot be combined with {state}: '
+                         f'a packed forward is stateless. Drop {state} to pack documents, or drop seq_idx to continue '
+                         'one sequence from its state')
 
 # %% ../nbs/00_core.ipynb #204d2004
 def compile_for_gpu(kernel, signature: dict, constexprs: dict, arch: int = 90, num_warps: int = 4):

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
-from .core import get_device, autocast_ctx
+from .core import get_device, autocast_ctx, check_seq_idx
 from .layers.mhc import HyperConnection, expand_streams, reduce_streams
 from .layers.ssd import Mamba2Mixer, fast_ssd_fn
 from .layers.attention import AttentionMixer
@@ -63,6 +63,7 @@ class HMConfig:
     # LLM-JEPA
     jepa_weight: float = 0.0
     jepa_k_pred: int = 1
+    jepa_pack: bool = True             # views packed as documents into extra LM-length rows (see "Packed views")
     # misc
     tie_embeddings: bool = True
     grad_checkpoint: bool | int = False  # True: recompute every block in the backward; k: the first k blocks
@@ -139,6 +140,7 @@ class HMConfig:
         bad = self._bad
         if self.jepa_weight < 0: bad('jepa_weight', 'must be >= 0 (0 switches JEPA off)')
         if self.jepa_k_pred < 0: bad('jepa_k_pred', 'must be >= 0')
+        if not isinstance(self.jepa_pack, bool): bad('jepa_pack', 'must be True (pack the views) or False')
         if self.init_std <= 0: bad('init_std', 'must be > 0')
         if self.stream_dtype not in ('float32', 'bfloat16'):
             bad('stream_dtype', "use 'float32' (default) or 'bfloat16'")
@@ -260,21 +262,24 @@ class HMBlock(nn.Module):
         self.mlp = SwiGLU(c.d_model, c.hidden)
         self.n_sublayers = l - first_sublayer
 
-    def forward(self, streams, mixer_cache=None, mem_state=None, step: bool = False, ttl: bool = True):
-        "streams `[b, t, n, c]` -> `(streams, mixer_cache, mem_state)`; `step=True` decodes one token with the caches."
+    def forward(self, streams, mixer_cache=None, mem_state=None, step: bool = False, ttl: bool = True,
+                seq_idx=None):
+        """streams `[b, t, n, c]` -> `(streams, mixer_cache, mem_state)`; `step=True` decodes one token with the caches.
+        `seq_idx [b, t]` (stateless forwards only): document index per token; documents do not see each other."""
+        doc = {} if seq_idx is None else dict(seq_idx=seq_idx)
         if self.has_memory:
             streams, mem_state = _hc_call(self.memory_hc, streams, self.memory.step if step else self.memory, mem_state,
-                                          ttl=ttl)
+                                          ttl=ttl, **doc)
         if step: streams, new = _hc_call(self.mixer_hc, streams, self.mixer.step, mixer_cache)
-        elif mixer_cache is None: streams, new = _hc_call(self.mixer_hc, streams, self.mixer)
+        elif mixer_cache is None: streams, new = _hc_call(self.mixer_hc, streams, self.mixer, **doc)
         else: streams, new = _hc_call(self.mixer_hc, streams, self.mixer, mixer_cache)
         if new is not None: mixer_cache = new
         streams = self.mlp_hc(streams, self.mlp)
         return streams, mixer_cache, mem_state
 
-def _block_train(block: HMBlock, streams, mixer_cache=None, mem_state=None):
+def _block_train(block: HMBlock, streams, mixer_cache=None, mem_state=None, seq_idx=None):
     "Training path of a block (no state carried out), the function that gradient checkpointing recomputes."
-    return block(streams, mixer_cache, mem_state)[0]
+    return block(streams, mixer_cache, mem_state, seq_idx=seq_idx)[0]
 
 # %% ../nbs/09_model.ipynb #ac3943fa
 class ModelOutput(NamedTuple):
@@ -402,11 +407,13 @@ class HyperMnemosyne(nn.Module):
         if ids.dim() != 2 or ids.dtype not in (torch.long, torch.int32, torch.int64):
             raise ValueError(f'ids must be an integer tensor [batch, seq], got {tuple(ids.shape)} {ids.dtype}')
 
-    def forward(self, ids: torch.Tensor, state: ModelState | None = None, return_hidden: bool = False) -> ModelOutput:
+    def forward(self, ids: torch.Tensor, state: ModelState | None = None, return_hidden: bool = False,
+                seq_idx: torch.Tensor | None = None) -> ModelOutput:
         """`ids [b, t]` -> `ModelOutput(logits [b, t, V] fp32, hidden [b, t, d] or None, state)`. With `state`:
         continue from it (updated in place and returned); without: a plain training forward (gradient-checkpointed
-        per block when configured)."""
+        per block when configured). `seq_idx [b, t]` (no state): packed documents, each as if run alone."""
         self._check_ids(ids)
+        check_seq_idx(seq_idx, *ids.shape, ids.device, None if state is None else 'a state', 'HyperMnemosyne')
         c = self.config
         train = self.training and torch.is_grad_enabled() and state is None      # a plain training forward
         with autocast_ctx(ids.device, enabled=c.autocast):
@@ -416,9 +423,9 @@ class HyperMnemosyne(nn.Module):
                     streams, state.mixer[i], state.memory[i] = blk(streams, state.mixer[i], state.memory[i],
                                                                    ttl=state.ttl)
                 elif train and c.checkpoints_block(i):
-                    streams = checkpoint(_block_train, self._train_block(i, ids.device), streams, None, None,
+                    streams = checkpoint(_block_train, self._train_block(i, ids.device), streams, None, None, seq_idx,
                                          use_reentrant=False)
-                else: streams = _block_train(self._train_block(i, ids.device), streams)
+                else: streams = _block_train(self._train_block(i, ids.device), streams, seq_idx=seq_idx)
             h = self._final_norm(reduce_streams(streams))
             logits = self._logits(h)
         if state is not None: state.pos += ids.shape[1]
@@ -446,8 +453,9 @@ class HyperMnemosyne(nn.Module):
     # --- loss, views, parameter count (explained in their sections below) ---------------------------------------
     def loss(self, ids: torch.Tensor, views: ViewBatch | None = None) -> tuple[torch.Tensor, dict]:
         """Training loss and its parts: `CE(logits[:, :-1], ids[:, 1:])` (pad ignored), plus `jepa_weight * JEPA` when
-        a view batch is given (`jepa.lm_jepa_loss`: the views ride as extra rows of the same batched forward; only
-        when they are much shorter than the LM rows do they run as a second forward at their own length).
+        a view batch is given (`jepa.lm_jepa_loss`: the views ride in the same batched forward, packed as documents
+        into extra LM-length rows (`jepa_pack`); views that do not fit a row are padded to extra rows, or, when much
+        shorter than the LM rows, run as a second forward at their own length).
         `parts`: detached scalars (`lm`, `jepa`, `loss`, ...)."""
         c = self.config
         if views is None or c.jepa_weight == 0:
@@ -457,9 +465,15 @@ class HyperMnemosyne(nn.Module):
             raise ValueError(f'views were built with pad_id={views.pad_id} but config.pad_id={c.pad_id}; '
                              'use model.make_views(pairs)')
         total, parts = lm_jepa_loss(_hm_model_fn(self), ids, views, c.jepa_weight, c.pad_id,
-                                    one_pass=_one_pass(ids.shape[0], ids.shape[1], views))
+                                    one_pass=_one_pass(ids.shape[0], ids.shape[1], views),
+                                    pack_align=self._pack_align())
         parts = dict(parts); parts.setdefault('loss', total.detach())
         return total, parts
+
+    def _pack_align(self) -> int | None:
+        "Where packed views may start (`jepa_pack`): the memory's chunk boundaries, anywhere without memory; None: off."
+        c = self.config
+        return None if not c.jepa_pack else c.mem_chunk if c.memory_layers else 1
 
     def make_views(self, pairs, tokenizer=None, max_len: int | None = None) -> ViewBatch:
         """`jepa.make_view_batch` with this config's `<pred>`/`<pad>` ids and `jepa_k_pred`. `pairs`: `(a, b)` token
@@ -493,8 +507,8 @@ def lm_loss(logits: torch.Tensor, ids: torch.Tensor, pad_id: int = 256) -> torch
 
 def _hm_model_fn(model):
     "The `model_fn(all_ids) -> (logits, hidden)` that `lm_jepa_loss` calls: one plain training forward."
-    def fn(all_ids):
-        out = model(all_ids, return_hidden=True)
+    def fn(all_ids, seq_idx=None):
+        out = model(all_ids, return_hidden=True, seq_idx=seq_idx)
         return out.logits, out.hidden
     return fn
 

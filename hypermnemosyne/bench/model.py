@@ -47,10 +47,11 @@ def train_flops_per_token(config: HMConfig, seq_len: int, flop_params: int | Non
 
 # %% ../../nbs/13_bench/model.ipynb #af636fb4
 def _bench_views(cfg: HMConfig, n_pairs: int, view_len: int, device) -> ViewBatch:
-    "Random token view pairs (`view_len` tokens each) laid out as a JEPA view batch, on `device`."
+    """Random token view pairs laid out as a JEPA view batch, on `device`: every view row `view_len` tokens (view a
+    `view_len - k_pred` tokens and its `<pred>`s, view b `view_len`), so packed rows fill exactly at aligned lengths."""
     g = torch.Generator().manual_seed(0)
-    rand = lambda: torch.randint(0, 256, (view_len,), generator=g).tolist()
-    pairs = [(rand(), rand()) for _ in range(n_pairs)]
+    rand = lambda n: torch.randint(0, 256, (n,), generator=g).tolist()
+    pairs = [(rand(view_len - cfg.jepa_k_pred), rand(view_len)) for _ in range(n_pairs)]
     return make_view_batch(pairs, cfg.pred_id, cfg.pad_id, k_pred=cfg.jepa_k_pred).to(device)
 
 def _bench_step(cfg: HMConfig, batch: int, seq_len: int, device, views_fn=None, warmup: int = 2,
@@ -119,10 +120,13 @@ def _overhead_rows(run, base: HMConfig, rb: dict, name: str, gpu_rows: bool, n_p
         a, b = (r, rb) if label.startswith(('fp32', 'compiled')) else (rb, r)   # ours: fp32/compiled, or the component
         rows.append(_overhead(label, a, b, name, r.get('error')))
         if on_row: on_row(rows)
-    r = run(base, views_fn=lambda b, d: _bench_views(base, n_pairs, view_len, d))
-    rows.append(_overhead(f'JEPA (vs none, {n_pairs} view pairs of {view_len}+{view_len} tokens)', r, rb, name,
-                          r.get('error'), extra_tokens_pct=100 * 2 * n_pairs * view_len / tokens))
-    if on_row: on_row(rows)
+    for pack in (True, False):     # packed into extra rows of the LM length (the default), or padded / a 2nd pass
+        cfg = dataclasses.replace(base, jepa_pack=pack)
+        r = run(cfg, views_fn=lambda b, d: _bench_views(cfg, n_pairs, view_len, d))
+        how = 'packed' if pack else 'jepa_pack=False'
+        rows.append(_overhead(f'JEPA ({how}; vs none, {n_pairs} view pairs of {view_len}+{view_len} tokens)', r, rb,
+                              name, r.get('error'), extra_tokens_pct=100 * 2 * n_pairs * view_len / tokens))
+        if on_row: on_row(rows)
     return rows
 
 def bench_model(quick: bool = False, seq_len: int | None = None, batch: int | None = None, device=None,
@@ -230,17 +234,22 @@ def _fast_kernels(model: HyperMnemosyne) -> HyperMnemosyne:
         if isinstance(m, HyperConnection) and m.mode != 'residual': m.fast = True
     return model
 
-def count_step_ops(cfg: HMConfig, batch: int = 1, seq_len: int = 4096, fast: bool = True) -> OpCounter:
+def count_step_ops(cfg: HMConfig, batch: int = 1, seq_len: int = 4096, fast: bool = True,
+                   views: tuple[int, int] | None = None) -> OpCounter:
     """Count the ops of one training step (`model.loss` forward + backward, no optimizer) of a fresh model on fake
     tensors: shapes only, no arithmetic, so the real preset at its real length costs seconds on a CPU. One op that
     launches device work ~ one CUDA kernel launch. `fast=True`: the mHC wrappers count their fused kernels (custom ops)
-    as on CUDA; the SSD and the gated norm still count the PyTorch reference (mamba-ssm's kernels cannot run here)."""
+    as on CUDA; the SSD and the gated norm still count the PyTorch reference (mamba-ssm's kernels cannot run here).
+    `views=(pairs, view_len)`: the step with JEPA views (`_bench_views`), laid out as `cfg.jepa_pack` says."""
     with FakeTensorMode() as fm:
         model = HyperMnemosyne(cfg).train()
         if fast and _HAS_TRITON: _fast_kernels(model)
         ids = torch.randint(0, 256, (batch, seq_len))
+    vb = None if views is None else _bench_views(cfg, *views, 'cpu')      # real tokens, then as fake tensors
+    if vb is not None: vb = dataclasses.replace(vb, **{k: fm.from_tensor(getattr(vb, k)) for k in ('ids', 'pred_pos',
+                                                                                                  'enc_pos')})
     with fm, OpCounter(model) as c:
-        loss, _ = model.loss(ids)
+        loss, _ = model.loss(ids, vb)
         loss.backward()
     return c
 

@@ -9,9 +9,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
 from .ssd import InferenceCache, _check_mixer_input, _work_dtype
+from ..core import check_seq_idx
 
 # %% auto #0
-__all__ = ['KVCache', 'AttentionMixer']
+__all__ = ['KVCache', 'doc_positions', 'AttentionMixer']
 
 # %% ../../nbs/04_attention.ipynb #b345b279
 class KVCache:
@@ -86,13 +87,25 @@ class KVCache:
         self.length = 0
         if self.static: self.index.zero_(); self.base.zero_()
 
+# %% ../../nbs/04_attention.ipynb #3c1d5a4d
+def doc_positions(seq_idx):
+    """Each token's position within its own document: `seq_idx` [b, t] (nondecreasing rows; a maximal run of equal
+    values is one document) -> long [b, t], 0 at every document start. Computed on the device without a host sync:
+    the index of each run's first token is carried along the row by a cumulative max."""
+    idx = torch.arange(seq_idx.shape[-1], device=seq_idx.device).expand(seq_idx.shape)
+    start = torch.ones(seq_idx.shape, dtype=torch.bool, device=seq_idx.device)
+    start[..., 1:] = seq_idx[..., 1:] != seq_idx[..., :-1]
+    return idx - torch.where(start, idx, 0).cummax(-1).values
+
+
+
 # %% ../../nbs/04_attention.ipynb #e56895ba
 _SDPA_VARLEN = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 class AttentionMixer(nn.Module):
     """Causal multi-head self-attention with RoPE, an optional sliding `window` (token i sees i-window+1..i) and a KV
     cache.
-    Same interface as `Mamba2Mixer`: `forward(x, cache=None)`, `step(x, cache)`, `init_state(batch)`."""
+    Same interface as `Mamba2Mixer`: `forward(x, cache=None, seq_idx=None)`, `step(x, cache)`, `init_state(batch)`."""
     def __init__(self, d_model: int, n_heads: int, window: int | None = None, rope_base: float = 10000):
         super().__init__()
         if not isinstance(n_heads, int) or n_heads < 1 or d_model % n_heads:
@@ -113,10 +126,12 @@ class AttentionMixer(nn.Module):
 
     def rope(self, x, pos0=0):
         """Rotate x [..., t, head_dim] (e.g. [b, heads, t, head_dim], or q and k stacked in front) by the angles of
-        positions pos0..pos0+t-1 (rotate-half form); pos0: an int or a long tensor []."""
+        positions pos0..pos0+t-1 (rotate-half form); pos0: an int or a long tensor []. Per-token positions: pos0 a
+        long tensor [b, t] (e.g. `doc_positions(seq_idx)`), for x [..., b, heads, t, head_dim]."""
         wd, t, hd = _work_dtype(x), x.shape[-2], self.head_dim
         inv = self.rope_base ** (-torch.arange(0, hd, 2, device=x.device, dtype=wd) / hd)
-        ang = (torch.arange(t, device=x.device) + pos0).to(wd)[:, None] * inv
+        if torch.is_tensor(pos0) and pos0.dim() == 2: ang = pos0.to(wd)[:, None, :, None] * inv   # [b, 1, t, hd/2]
+        else: ang = (torch.arange(t, device=x.device) + pos0).to(wd)[:, None] * inv
         cos, sin = ang.cos(), ang.sin()
         x1, x2 = x.to(wd).chunk(2, -1)
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1).to(x.dtype)
@@ -129,10 +144,11 @@ class AttentionMixer(nn.Module):
         if self.window is not None: m &= kpos > qpos - self.window
         return m
 
-    def forward(self, x, cache: InferenceCache | None = None):
+    def forward(self, x, cache: InferenceCache | None = None, seq_idx=None):
         """x [b, t, d_model] -> [b, t, d_model]. With `cache`: attend to the cached prefix too, then append this
-        chunk's keys."""
+        chunk's keys. `seq_idx` [b, t]: packed documents (`_forward_docs`), without a cache."""
         _check_mixer_input(self, x, cache)
+        if seq_idx is not None: return self._forward_docs(x, cache, seq_idx)
         if cache is not None and cache.kv is None:
             raise ValueError('this cache has no KV cache: use attention_mixer.init_state(batch)')
         b, t, _ = x.shape
@@ -160,6 +176,18 @@ class AttentionMixer(nn.Module):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         if cache is not None and self.window is not None and cache.kv.length >= 2 * self.window:
             cache.kv.keep_last(self.window - 1)               # after SDPA: k, v may be views of the buffer
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, self.d_model))
+
+    def _forward_docs(self, x, cache, seq_idx):
+        """Packed documents: token i attends to tokens j <= i of its own document (and, with a window, j > i - window),
+        and RoPE rotates by each token's position within its document; one SDPA call under a boolean [b, 1, t, t]."""
+        check_seq_idx(seq_idx, *x.shape[:2], x.device, None if cache is None else 'a cache', 'AttentionMixer')
+        b, t, _ = x.shape
+        qkv = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)   # 3 x [b, H, t, hd]
+        (q, k), v = self.rope(qkv[:2], doc_positions(seq_idx)), qkv[2]
+        # documents are contiguous runs, so index distance = position distance inside one: causal + window from _mask
+        mask = (seq_idx[:, :, None] == seq_idx[:, None, :]) & self._mask(t, t, 0, x.device)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None])
         return self.out_proj(y.transpose(1, 2).reshape(b, t, self.d_model))
 
     def _forward_static(self, qkv, cache):

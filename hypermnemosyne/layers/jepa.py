@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['ViewPair', 'ViewBatch', 'make_view_batch', 'jepa_loss', 'collapse_stats', 'lm_jepa_loss']
+__all__ = ['ViewPair', 'ViewBatch', 'make_view_batch', 'jepa_loss', 'collapse_stats', 'lm_jepa_loss', 'PackedViews', 'pack_views']
 
 # %% ../../nbs/06_jepa.ipynb #c166a75a
 @dataclass
@@ -28,11 +28,13 @@ class ViewBatch:
     k_pred: int
     pad_id: int
     n_tokens: int          # real (non-pad) tokens in the view rows, counted on the host
+    lengths: tuple = ()    # each row's real length (a rows: view + <pred>s), on the host: packing needs no GPU sync
     @property
     def n_pairs(self) -> int: return self.pred_pos.shape[0]
     def to(self, device, non_blocking: bool = False) -> ViewBatch:
         t = lambda x: x.to(device, non_blocking=non_blocking)
-        return ViewBatch(t(self.ids), t(self.pred_pos), t(self.enc_pos), self.k_pred, self.pad_id, self.n_tokens)
+        return ViewBatch(t(self.ids), t(self.pred_pos), t(self.enc_pos), self.k_pred, self.pad_id, self.n_tokens,
+                         self.lengths)
 
 def _as_ids(v, tok, what):
     if isinstance(v, str):
@@ -81,7 +83,7 @@ def make_view_batch(pairs, pred_id, pad_id: int | None = None, k_pred: int = 1, 
     ids = torch.full((len(rows), L), pad_id, dtype=torch.long)
     for r, row in enumerate(rows): ids[r, :len(row)] = torch.tensor(row, dtype=torch.long)
     pred_pos = torch.tensor([len(r) - 1 for r in rows_a]); enc_pos = torch.tensor([len(r) - 1 for r in rows_b])
-    return ViewBatch(ids, pred_pos, enc_pos, k_pred, pad_id, sum(map(len, rows)))
+    return ViewBatch(ids, pred_pos, enc_pos, k_pred, pad_id, sum(map(len, rows)), tuple(map(len, rows)))
 
 # %% ../../nbs/06_jepa.ipynb #149e2b52
 def jepa_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -125,36 +127,93 @@ def _check_loss_args(ids, views, jepa_weight, pad_id):
         raise ValueError(f"pad_id {pad_id} differs from the views' pad id {views.pad_id}")
     return views.pad_id
 
-def lm_jepa_loss(model_fn, ids: torch.Tensor, views: ViewBatch | None = None, jepa_weight: float = 1.0,
-                 pad_id: int | None = None, gamma: float = 1.0, one_pass: bool = True) -> tuple[torch.Tensor, dict]:
-    """`gamma`·LM loss + `jepa_weight`·JEPA loss, the LM rows `ids` [B, T] and the view rows run through ONE call of
-    `model_fn(all_ids) -> (logits, hidden)` (right-padded with `pad_id`: correct for causal models only).
-    `pad_id` (default: the views' pad id, else none) is ignored as an LM target. `views=None` or `jepa_weight=0`:
-    exactly the plain LM loss (views not run). `one_pass=False`: views as a second call at their own length."""
-    pad_id = _check_loss_args(ids, views, jepa_weight, pad_id)
-    use_views = views is not None and jepa_weight != 0
+def _run_views(model_fn, ids, views: ViewBatch, pad_id, one_pass: bool, pack_align: int | None):
+    """One forward (or two) over the LM rows and the views: `(logits of the LM rows' batch, pred [P, C], enc [P, C])`.
+    Packed when `pack_align` is given and every view fits a row (`pack_views`), else `one_pass` decides."""
     B, T = ids.shape
-    if not use_views:
-        logits, hidden = _split_out(model_fn(ids))
-    elif one_pass:
-        views = views.to(ids.device)
+    P, r = views.n_pairs, torch.arange(views.n_pairs, device=ids.device)
+    packed = None if pack_align is None else pack_views(views, T, pack_align)
+    if packed is not None:
+        packed = packed.to(ids.device, non_blocking=True)
+        seq_idx = torch.cat([torch.zeros(B, T, dtype=packed.seq_idx.dtype, device=ids.device), packed.seq_idx])
+        logits, hidden = _split_out(model_fn(torch.cat([ids, packed.ids]), seq_idx=seq_idx))
+        at = lambda rc: hidden[B + rc[:, 0], rc[:, 1]]
+        return logits, at(packed.pred_at), at(packed.enc_at)
+    views = views.to(ids.device)
+    if one_pass:
         L = max(T, views.ids.shape[1])
         logits, hidden = _split_out(model_fn(torch.cat([_pad_to(ids, L, pad_id), _pad_to(views.ids, L, pad_id)])))
         hidden_v = hidden[B:]
     else:
-        views = views.to(ids.device)
         logits, _ = _split_out(model_fn(ids))
         _, hidden_v = _split_out(model_fn(views.ids))
+    return logits, hidden_v[r, views.pred_pos], hidden_v[P + r, views.enc_pos]
+
+def lm_jepa_loss(model_fn, ids: torch.Tensor, views: ViewBatch | None = None, jepa_weight: float = 1.0,
+                 pad_id: int | None = None, gamma: float = 1.0, one_pass: bool = True,
+                 pack_align: int | None = None) -> tuple[torch.Tensor, dict]:
+    """`gamma`·LM loss + `jepa_weight`·JEPA loss, the LM rows `ids` [B, T] and the view rows run through ONE call of
+    `model_fn(all_ids) -> (logits, hidden)` (right-padded with `pad_id`: correct for causal models only).
+    `pad_id` (default: the views' pad id, else none) is ignored as an LM target. `views=None` or `jepa_weight=0`:
+    exactly the plain LM loss (views not run). `one_pass=False`: views as a second call at their own length.
+    `pack_align=k`: the views packed as documents into extra rows of length T (`pack_views`, slots aligned to k
+    tokens) and run in the same call as `model_fn(all_ids, seq_idx=...)`; when a view does not fit, `one_pass`."""
+    pad_id = _check_loss_args(ids, views, jepa_weight, pad_id)
+    use_views = views is not None and jepa_weight != 0
+    B, T = ids.shape
+    if use_views: logits, pred, enc = _run_views(model_fn, ids, views, pad_id, one_pass, pack_align)
+    else: logits, _ = _split_out(model_fn(ids))
     targets = ids[:, 1:]
     lm = F.cross_entropy(logits[:B, :T - 1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                          ignore_index=pad_id if pad_id is not None else -100)
     total = lm if gamma == 1 else gamma * lm
     if not use_views: return total, dict(lm=lm.detach(), jepa=torch.zeros((), device=lm.device))
-    P = views.n_pairs
-    r = torch.arange(P, device=ids.device)
-    pred = hidden_v[r, views.pred_pos]                       # Pred(a_i): last <pred> of row i
-    enc = hidden_v[P + r, views.enc_pos]                     # Enc(b_i):  last token of row P+i
-    jl = jepa_loss(pred, enc)
+    jl = jepa_loss(pred, enc)                                # Pred(a_i): last <pred> after a_i; Enc(b_i): last of b_i
     total = total + jepa_weight * jl
     parts = dict(lm=lm.detach(), jepa=jl.detach(), **collapse_stats(enc), view_tokens=views.n_tokens)
     return total, parts
+
+
+# %% ../../nbs/06_jepa.ipynb #6c4a554e
+@dataclass
+class PackedViews:
+    """View rows packed as documents into rows of the LM length: `ids` and `seq_idx` `[R, T]` (int32 document index per
+    token, nondecreasing along a row), and each pair's `pred_at` / `enc_at` `[P, 2]`: (row, position) of Pred(a_i)
+    (the last `<pred>`) and Enc(b_i) (b_i's last token)."""
+    ids: torch.Tensor
+    seq_idx: torch.Tensor
+    pred_at: torch.Tensor
+    enc_at: torch.Tensor
+    def to(self, device, non_blocking: bool = False) -> PackedViews:
+        t = lambda x: x.to(device, non_blocking=non_blocking)
+        return PackedViews(t(self.ids), t(self.seq_idx), t(self.pred_at), t(self.enc_at))
+
+def _first_fit(lengths: list[int], length: int, align: int) -> list[tuple[int, int]] | None:
+    "(row, start) of each view: first fit in order, starts at multiples of `align`; None when a view fits no row."
+    cursors, out = [], []
+    for n in lengths:
+        if n > length: return None
+        r = next((i for i, c in enumerate(cursors) if c + n <= length), None)
+        if r is None: cursors.append(0); r = len(cursors) - 1
+        out.append((r, cursors[r])); cursors[r] += -(-n // align) * align
+    return out
+
+def pack_views(views: ViewBatch, length: int, align: int = 1) -> PackedViews | None:
+    """Pack the `2P` rows of `views` (their real tokens) into rows of `length` tokens, each view a document starting at
+    a multiple of `align`; `<pad>` fills the rest. None when a view is longer than `length`. Built on the host from
+    `views.lengths`, then one gather of `views.ids` on its device."""
+    if not (isinstance(length, int) and length >= 1 and isinstance(align, int) and align >= 1):
+        raise ValueError(f'pack_views needs a positive int length and align, got length={length!r}, align={align!r}')
+    lengths = list(views.lengths) or (views.ids != views.pad_id).sum(1).tolist()   # old ViewBatch: one sync
+    place = _first_fit(lengths, length, align)
+    if place is None: return None
+    R, L, P = max(r for r, _ in place) + 1, views.ids.shape[1], views.n_pairs
+    src = torch.full((R, length), views.ids.numel(), dtype=torch.long)      # index of the appended <pad>
+    seq = torch.zeros(R, length, dtype=torch.int32)
+    for i, ((r, s), n) in enumerate(zip(place, lengths)):
+        src[r, s:s + n] = torch.arange(i * L, i * L + n)
+        seq[r, s:] += 1                                       # every document after this start: one index more
+    seq = seq - seq[:, :1]                                    # each row counts its documents from 0
+    flat = torch.cat([views.ids.flatten(), views.ids.new_full((1,), views.pad_id)])
+    ends = torch.tensor([[r, s + n - 1] for (r, s), n in zip(place, lengths)])
+    return PackedViews(flat[src.to(flat.device)], seq, ends[:P], ends[P:])

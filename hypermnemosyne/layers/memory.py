@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch._subclasses.fake_tensor import is_fake
+from .ssd import causal_conv1d_ref
+from ..core import check_seq_idx
 
 # %% auto #0
 __all__ = ['mlp_apply', 'mlp_grads', 'grad_norm', 'chunk_coefficients', 'memory_scan', 'memory_loop_reference', 'MemoryState',
@@ -66,8 +69,14 @@ def chunk_coefficients(theta, log_eta, log_beta):
     return cM, cS, lbC.exp()[..., 0], torch.exp(log_b + le).sum(-1), leC.exp()[..., 0]
 
 # %% ../../nbs/05_memory.ipynb #10bb84d9
-def _write_chunk(W, S, q, k, v, coef, a, s_, e, first_order: bool, max_grad_norm):
-    "One full chunk: read `q` at `W`, gradient factors of all its (k, v) at `W`, then the closed-form write."
+def _reset(W, S, m, W0, S0):
+    "Rows where `m` (bool `[b, 1, 1, 1]`) is True start from the fresh `W0`, `S0`: one `where` per matrix."
+    return [torch.where(m, w0, w) for w, w0 in zip(W, W0)], [torch.where(m, s0, s) for s, s0 in zip(S, S0)]
+
+def _write_chunk(W, S, q, k, v, coef, a, s_, e, first_order: bool, max_grad_norm, fresh=None):
+    """One full chunk: read `q` at `W`, gradient factors of all its (k, v) at `W`, then the closed-form write.
+    `fresh = (m, W0, S0)`: the rows where `m` is True start a new document here (`_reset` before the read)."""
+    if fresh is not None: W, S = _reset(W, S, *fresh)
     cd = k.dtype
     Wc = [w.to(cd) for w in W]
     y = mlp_apply(Wc, q)
@@ -124,25 +133,45 @@ def _split_chunks(q, k, v, theta, eta, alpha, C: int, n_full: int) -> list:
     aMs, sMs, eSs = (x[:, :, :, None, None].unbind(2) for x in (aM, sM, eS))
     return list(zip(split(q), split(k), split(v), coefs, aMs, sMs, eSs))
 
+def _reset_masks(reset, reset_to, b: int, t: int, C: int, ttl: bool) -> list:
+    "Checks `reset` / `reset_to` of `memory_scan`; per chunk (a trailing partial one included) a bool `[b, 1, 1, 1]`."
+    if reset is None: return []
+    n = -(-t // C)
+    if not ttl:
+        raise ValueError('reset needs ttl=True: a read-only scan (ttl=False) never changes the weights, so pass the '
+                         'fresh weights as `weights` instead')
+    if reset_to is None:
+        raise ValueError('reset needs reset_to=(weights, momentum): the fresh state a new document starts from')
+    if not torch.is_tensor(reset) or tuple(reset.shape) != (b, n) or reset.dtype != torch.bool:
+        got = f'{tuple(reset.shape)} {reset.dtype}' if torch.is_tensor(reset) else type(reset).__name__
+        raise ValueError(f'reset must be a bool tensor [batch, chunks] = [{b}, {n}] (one flag per chunk of '
+                         f'chunk_size={C}, a trailing partial chunk included), got {got}')
+    return list(reset[:, :, None, None, None].unbind(1))
+
 def memory_scan(weights: list, momentum: list, q, k, v, theta, eta, alpha, chunk_size: int,
                 first_order: bool = False, ttl: bool = True, max_grad_norm: float | None = None, skip: int = 0,
-                fast: bool | None = None):
+                fast: bool | None = None, reset=None, reset_to=None):
     """Chunked Titans memory over `q, k, v: [b, h, t, d]` with per-token gates `theta, eta, alpha: [b, h, t]`,
     starting from fast `weights`/`momentum` (lists of `[b, h, d_in, d_out]`). Every full chunk is written (none with
     `ttl=False`); a trailing partial chunk is only read. The first `skip` tokens (an earlier call's buffered tokens)
     are written but not read. `fast`: the chunk write through `torch.compile` (None: on CUDA; see above).
     Returns `(y [b, h, t-skip, d], weights, momentum, loss [b, h, t-skip], grad_norm [b, h, t-skip])`: the inner loss
-    `ℓ_t` and `‖∇ℓ_t‖` of each token at the weights its gradient is taken at (both detached)."""
+    `ℓ_t` and `‖∇ℓ_t‖` of each token at the weights its gradient is taken at (both detached).
+    `reset` (bool `[b, ceil(t / chunk_size)]`, with `reset_to=(weights, momentum)` broadcastable to the state): where
+    True, the chunk starts a new document: its row's weights and momentum are replaced by `reset_to` before the chunk
+    is read (a trailing partial chunk included; the returned state is then the fresh one). Needs `ttl=True`."""
     b, h, t, d = k.shape
     C, W, S = chunk_size, list(weights), list(momentum)
     n_full = t // C if ttl else 0
     step = _compiled_write_chunk() if _use_fast(fast, k) else _write_chunk
+    masks = _reset_masks(reset, reset_to, b, t, C, ttl)
     ys, losses, norms = [], [], []
     for c, chunk in enumerate(_split_chunks(q, k, v, theta, eta, alpha, C, n_full)):
-        y_, W, S, lo_, gn = step(W, S, *chunk, first_order, max_grad_norm)
+        y_, W, S, lo_, gn = step(W, S, *chunk, first_order, max_grad_norm, (masks[c], *reset_to) if masks else None)
         r = max(c * C, skip) - c * C                # first token of this chunk that is read (not an old buffered one)
         ys.append(y_[:, :, r:]); losses.append(lo_[:, :, r:]); norms.append(gn[:, :, r:])
     lo = max(n_full * C, skip)
+    if len(masks) > n_full: W, S = _reset(W, S, masks[n_full], *reset_to)   # a trailing partial chunk's reset
     if lo < t:                                      # the rest (a trailing partial chunk, or all when ttl=False): read
         y_, lo_, gn = _read_only(W, q[:, :, lo:], k[:, :, lo:], v[:, :, lo:])
         ys.append(y_); losses.append(lo_); norms.append(gn)
@@ -302,26 +331,50 @@ class NeuralMemory(nn.Module):
         "Whether a call on `x` writes its chunks through `torch.compile` (`fast`: see the class doc)."
         return _use_fast(self.fast, x)
 
-    def _check(self, x, state):
+    def _check(self, x, state, seq_idx=None):
         if x.ndim != 3 or x.shape[-1] != self.dim:
             raise ValueError(f'expected x of shape [batch, time, {self.dim}], got {tuple(x.shape)}')
         if state is not None and state.batch_size != x.shape[0]:
             raise ValueError(f'state has batch {state.batch_size} but x has batch {x.shape[0]}; '
                              'make the state with init_state(batch) for this batch')
+        check_seq_idx(seq_idx, *x.shape[:2], x.device, None if state is None else 'a state', 'NeuralMemory')
 
-    def project(self, x, state: MemoryState):
+    def _chunk_resets(self, seq_idx) -> torch.Tensor:
+        """`[b, ceil(t / chunk_size)]` bool: the chunks that start a document. ValueError if a document starts inside
+        a chunk. The check costs one device->host sync per call (accepted: it is the only one); fake tensors (shapes
+        only, as when `bench.model.count_step_ops` counts a step's ops) have no values to check."""
+        C = self.chunk_size
+        start = torch.ones_like(seq_idx, dtype=torch.bool)
+        start[:, 1:] = seq_idx[:, 1:] != seq_idx[:, :-1]
+        inside = start.clone(); inside[:, ::C] = False
+        if not is_fake(inside) and inside.any():
+            r, p = inside.nonzero()[0].tolist()
+            raise ValueError(f'seq_idx: a document starts at position {p} of row {r}, which is not a multiple of '
+                             f'chunk_size={C}; the memory writes whole chunks, so every document must start on a chunk '
+                             'boundary: pad each document (but the last of a row) to a multiple of chunk_size, the '
+                             'padding tokens keeping its seq_idx')
+        return start[:, ::C]
+
+    def project(self, x, state: MemoryState, seq_idx=None):
         """q, k, v `[b, h, t, d]` (conv over the state's tail + SiLU, q and k L2-normalised), gate values
-        `[b, h, t, 3]` (θ, η, α) and the new conv tail."""
+        `[b, h, t, 3]` (θ, η, α) and the new conv tail. `seq_idx` (with a fresh state): the conv stays inside each
+        document, and the tail holds the last document's inputs only."""
         b, t, _ = x.shape
         p = self.qkv(x)
         pc = torch.cat([state.conv.to(p.dtype), p], 1)
-        c = self.conv(pc.transpose(1, 2)).transpose(1, 2)          # valid conv: exactly t outputs, causal
+        if seq_idx is None: c = self.conv(pc.transpose(1, 2)).transpose(1, 2)   # valid conv: t outputs, causal
+        else:   # a fresh state (zero tail): the conv within each document, as the SSD's (`03_ssd`)
+            c = causal_conv1d_ref(p, self.conv.weight[:, 0], self.conv.bias, silu=False, seq_idx=seq_idx)
         q, k, v = F.silu(c).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         gl = self.gates(x).float().view(b, t, 3, self.n_heads).permute(0, 3, 1, 2)   # [b, h, t, 3]
         g = torch.stack([self.max_lr * torch.sigmoid(gl[..., 0]), torch.sigmoid(gl[..., 1]),
                          torch.sigmoid(gl[..., 2])], -1)
         tail = pc[:, pc.shape[1] - (self.conv_kernel - 1):] if self.conv_kernel > 1 else pc[:, :0]
+        if seq_idx is not None and self.conv_kernel > 1 and t:
+            last = seq_idx[:, -(self.conv_kernel - 1):]
+            keep = F.pad(last == last[:, -1:], (self.conv_kernel - 1 - last.shape[1], 0), value=True)
+            tail = tail.masked_fill(~keep[..., None], 0)
         return q, k, v, g, tail
 
     def merge_heads(self, y: torch.Tensor) -> torch.Tensor:
@@ -329,14 +382,17 @@ class NeuralMemory(nn.Module):
         b, h, t, d = y.shape
         return self.out_proj(y.transpose(1, 2).reshape(b, t, h * d))
 
-    def forward(self, x: torch.Tensor, state: MemoryState | None = None, ttl: bool = True):
+    def forward(self, x: torch.Tensor, state: MemoryState | None = None, ttl: bool = True, seq_idx=None):
         """Read and write the memory over `x [b, t, dim]`. Returns `(y [b, t, dim], new_state)`; `new_state.surprise`
         `[b, t]` is the inner loss ℓ_t of each token (`new_state.grad_norm`: ‖∇ℓ_t‖). `ttl=False` reads only (the
-        test-time-learning switch)."""
-        self._check(x, state)
+        test-time-learning switch). `seq_idx` `[b, t]` (integer, nondecreasing rows; only with `state=None`): packed
+        documents, each starting at a multiple of `chunk_size` (ValueError otherwise, with `ttl=True`), each run as
+        if alone from a fresh state; the returned state is the last document's."""
+        self._check(x, state, seq_idx)
+        reset = self._chunk_resets(seq_idx) if seq_idx is not None and ttl else None
         if state is None: state = self.init_state(x.shape[0], x.device)
         if state.static: return self._forward_static(x, state, ttl)
-        q, k, v, g, tail = self.project(x, state)
+        q, k, v, g, tail = self.project(x, state, seq_idx)
         nb, wdt = state.n_buffered, state.weights[0].dtype
         if ttl and nb:                 # the buffered tokens of the unwritten chunk go first: written, not read again
             k = torch.cat([state.buf_k.to(k.dtype), k], 2); v = torch.cat([state.buf_v.to(v.dtype), v], 2)
@@ -344,7 +400,8 @@ class NeuralMemory(nn.Module):
             q = torch.cat([q.new_zeros(*q.shape[:2], nb, q.shape[-1]), q], 2)
         y, W, S, lo, gn = memory_scan(state.weights, state.momentum, q, k, v, *g.to(wdt).unbind(-1), self.chunk_size,
                                       first_order=self.first_order, ttl=ttl, max_grad_norm=self.max_grad_norm,
-                                      skip=nb if ttl else 0, fast=self.fast)
+                                      skip=nb if ttl else 0, fast=self.fast, reset=reset,
+                                      reset_to=None if reset is None else (state.weights, state.momentum))
         out = self.merge_heads(y)
         if not ttl: return out, dataclasses.replace(state, conv=tail, surprise=lo.mean(1), grad_norm=gn.mean(1))
         n0 = k.shape[2] - k.shape[2] % self.chunk_size
@@ -406,11 +463,12 @@ class MemoryLayer(nn.Module):
         "Fresh memory state for `batch` sequences (fast weights from the learned initial weights)."
         return self.memory.init_state(batch, device, dtype)
 
-    def forward(self, x: torch.Tensor, state: MemoryState | None = None, ttl: bool = True):
+    def forward(self, x: torch.Tensor, state: MemoryState | None = None, ttl: bool = True, seq_idx=None):
+        "`seq_idx` `[b, t]`: packed documents, as in `NeuralMemory.forward` (the norms and the gate are per token)."
         # the weight in the input's dtype: a bf16 input takes torch's fused RMSNorm (statistics in fp32 inside)
         # without a dtype-mismatch warning
         h = F.rms_norm(x, self.norm.normalized_shape, self.norm.weight.to(x.dtype), self.norm.eps)
-        r, state = self.memory(h, state, ttl=ttl)
+        r, state = self.memory(h, state, ttl=ttl, seq_idx=seq_idx)
         wd = torch.promote_types(r.dtype, torch.float32)   # fp32 (fused RMSNorm under autocast), fp64 stays fp64
         return self.out_norm(r.to(wd)) * torch.sigmoid(self.gate(h).to(wd)), state
 

@@ -12,13 +12,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .mhc import _jit_pair, _interpret_env, _HAS_TRITON
-from ..core import triton_available
+from ..core import triton_available, check_seq_idx
 if _HAS_TRITON: import triton, triton.language as tl
 if TYPE_CHECKING: from hypermnemosyne.layers.attention import KVCache
 
 # %% auto #0
 __all__ = ['rel_err', 'ssd_recurrent', 'segsum', 'ssd_chunked', 'InferenceCache', 'check_decoding', 'fast_ssd_fn',
-           'fast_ssd_error', 'causal_conv1d_ref', 'causal_conv1d', 'GatedRMSNorm', 'Mamba2Mixer']
+           'fast_ssd_error', 'doc_taps', 'causal_conv1d_ref', 'causal_conv1d', 'GatedRMSNorm', 'Mamba2Mixer']
 
 # %% ../../nbs/03_ssd.ipynb #b61d1725
 def _check_ssd(x, dt, A, B, C, D=None, initial_state=None):
@@ -61,12 +61,15 @@ def _add_D(y, x, D):
     return y + x.to(y.dtype) * (D[:, None] if D.dim() == 1 else D)
 
 # %% ../../nbs/03_ssd.ipynb #03ef5d79
-def ssd_recurrent(x, dt, A, B, C, D=None, initial_state=None):
+def ssd_recurrent(x, dt, A, B, C, D=None, initial_state=None, seq_idx=None):
     """The SSD recurrence token by token (the ground truth):
     h_t = exp(dt_t·A)·h_{t-1} + dt_t·x_t B_tᵀ, y_t = h_t C_t + D·x_t.
     x [b,l,h,p], dt [b,l,h] (positive), A [h] (negative), B, C [b,l,g,n], D [h] or [h,p], initial_state [b,h,p,n].
-    Returns (y [b,l,h,p] in x's dtype, final_state [b,h,p,n] in fp32, or fp64 for fp64 input)."""
+    `seq_idx` [b,l] (packed documents, no initial_state): the state is reset to zero where a document starts.
+    Returns (y [b,l,h,p] in x's dtype, final_state [b,h,p,n] in fp32, or fp64 for fp64 input; the last document's)."""
     b, l, h, p, g, n = _check_ssd(x, dt, A, B, C, D, initial_state)
+    check_seq_idx(seq_idx, b, l, x.device, None if initial_state is None else 'initial_state', 'ssd_recurrent')
+    starts = None if seq_idx is None else seq_idx[:, 1:] != seq_idx[:, :-1]   # [b, l-1]: a document starts at t+1
     wd, r = _work_dtype(x), h // g
     Bh = B.to(wd).repeat_interleave(r, dim=2)               # [b, l, h, n]: head k reads group k // r
     Ch = C.to(wd).repeat_interleave(r, dim=2)
@@ -75,6 +78,7 @@ def ssd_recurrent(x, dt, A, B, C, D=None, initial_state=None):
     s = x.new_zeros(b, h, p, n, dtype=wd) if initial_state is None else initial_state.to(wd)
     ys = []
     for t in range(l):
+        if starts is not None and t: s = torch.where(starts[:, t - 1, None, None, None], 0.0, s)
         s = s * dA[:, t, :, None, None] + xdt[:, t, :, :, None] * Bh[:, t, :, None, :]
         ys.append((s * Ch[:, t, :, None, :]).sum(-1))      # [b, h, p]
     y = torch.stack(ys, 1) if ys else x.new_zeros(b, 0, h, p, dtype=wd)
@@ -92,11 +96,26 @@ def segsum(a: torch.Tensor) -> torch.Tensor:
     return s.masked_fill(~causal, float('-inf'))
 
 # %% ../../nbs/03_ssd.ipynb #b3bca691
-def ssd_chunked(x, dt, A, B, C, D=None, chunk_size: int = 256, initial_state=None):
+def _doc_masks(seq_idx, nc: int, Q: int, pad: int):
+    """The masks (True = keep) that make the chunked SSD treat packed documents apart, from `seq_idx` [b, l] padded
+    with its last value to nc·Q: `same` [b, c, Q, Q] (i and j in one document: the diagonal blocks), `to_end` [b, c, Q]
+    (the position is in the document of its chunk's last position: the chunk states), `carry` [b, c+1, c+1] (row z, the
+    state after z chunks, keeps column k's chunk state when the document at the end of chunk z-1 is the one at the end
+    of chunk k-1; column 0, the zero initial state, counts as the first document's), `from_prev` [b, c, Q] (the
+    position is in the document at the previous chunk's end: the state-to-output term)."""
+    s = torch.cat([seq_idx, seq_idx[:, -1:].expand(-1, pad)], 1).view(seq_idx.shape[0], nc, Q)
+    ends = torch.cat([s[:, :1, 0], s[:, :, -1]], 1)                   # [b, c+1]: the document entering chunk z
+    return (s[..., :, None] == s[..., None, :], s == s[..., -1:], ends[:, :, None] == ends[:, None, :],
+            s == ends[:, :-1, None])
+
+def ssd_chunked(x, dt, A, B, C, D=None, chunk_size: int = 256, initial_state=None, seq_idx=None):
     """The chunked SSD algorithm (same math as `ssd_recurrent`): diagonal blocks with the segment-sum decay mask,
     chunk states, state passing between chunks, state-to-output. Lengths that are not a multiple of `chunk_size` are
-    padded with dt = 0 (which leaves the state exact). Returns (y [b,l,h,p] in x's dtype, final_state [b,h,p,n])."""
+    padded with dt = 0 (which leaves the state exact). `seq_idx` [b, l] (packed documents, no initial_state): every
+    term that crosses a document boundary is masked to zero (`_doc_masks`), so each document runs as if alone.
+    Returns (y [b,l,h,p] in x's dtype, final_state [b,h,p,n]; with seq_idx the last document's)."""
     b, l, h, p, g, n = _check_ssd(x, dt, A, B, C, D, initial_state)
+    check_seq_idx(seq_idx, b, l, x.device, None if initial_state is None else 'initial_state', 'ssd_chunked')
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f'chunk_size must be a positive int, got {chunk_size!r}')
     wd, r = _work_dtype(x), h // g
@@ -114,12 +133,15 @@ def ssd_chunked(x, dt, A, B, C, D=None, chunk_size: int = 256, initial_state=Non
     xdt = (xw * dtw[..., None]).view(b, nc, Q, g, r, p)           # Δ·x
     Bc, Cc = Bw.view(b, nc, Q, g, n), Cw.view(b, nc, Q, g, n)
     a_cs = a.cumsum(2)                                            # within-chunk cumulative log-decay
+    masks = None if seq_idx is None else _doc_masks(seq_idx, nc, Q, pad)
     # 1. diagonal blocks: (L ∘ C Bᵀ)(Δx) inside each chunk
     Lm = torch.exp(segsum(a.permute(0, 3, 4, 1, 2)))             # [b, g, r, c, Q(i), Q(j)]
     CB = torch.einsum('bcign,bcjgn->bgcij', Cc, Bc)               # [b, g, c, Q, Q], shared by the r heads of a group
+    if masks is not None: CB = CB.masked_fill(~masks[0][:, None], 0)   # L ∘ CB is zero across documents
     y = torch.einsum('bgrcij,bcjgrp->bcigrp', Lm * CB[:, :, None], xdt)
     # 2. chunk states: each chunk's contribution to the state at its end
     decay_in = torch.exp(a_cs[:, :, -1:] - a_cs)                  # [b, c, Q, g, r], <= 1
+    if masks is not None: decay_in = decay_in * masks[1][..., None, None]
     states = torch.einsum('bcjgn,bcjgrp->bcgrpn', Bc, xdt * decay_in[..., None])
     # 3. state passing across chunks (segment sums over chunk totals; row z = state after z chunks)
     #    in full precision even under autocast: this is the long-range path
@@ -128,10 +150,12 @@ def ssd_chunked(x, dt, A, B, C, D=None, chunk_size: int = 256, initial_state=Non
     with torch.autocast(x.device.type, enabled=False):
         states = torch.cat([s0[:, None], states.to(wd)], 1)                     # [b, c+1, g, r, p, n]
         chunk_decay = torch.exp(segsum(F.pad(a_cs[:, :, -1].permute(0, 2, 3, 1), (1, 0))))   # [b, g, r, c+1, c+1]
+        if masks is not None: chunk_decay = chunk_decay * masks[2][:, None, None]
         states = torch.einsum('bgrzc,bcgrpn->bzgrpn', chunk_decay, states)
     prev, final = states[:, :-1], states[:, -1]
     # 4. state -> output for every position (off-diagonal blocks)
-    y_off = torch.einsum('bcign,bcgrpn->bcigrp', Cc, prev) * torch.exp(a_cs)[..., None]
+    decay_out = torch.exp(a_cs) if masks is None else torch.exp(a_cs) * masks[3][..., None, None]
+    y_off = torch.einsum('bcign,bcgrpn->bcigrp', Cc, prev) * decay_out[..., None]
     y = (y + y_off).reshape(b, nc * Q, h, p)[:, :l]
     return _add_D(y, x, D).to(x.dtype), final.reshape(b, h, p, n).to(wd)
 
@@ -232,11 +256,13 @@ def _load_fast():
         _FAST.update(fn=None, norm=None, err=f'{type(e).__name__}: {e}')
 
 @torch.compiler.disable
-def _fast_ssd(x, dt, A, B, C, chunk_size, D, initial_states):
+def _fast_ssd(x, dt, A, B, C, chunk_size, D, initial_states, seq_idx=None):
     """mamba-ssm's SSD outside any `torch.compile` graph: Dynamo would otherwise trace into its Python wrappers (and, on
     the first call, into the import itself), which it cannot do. The compiled block breaks its graph here instead; the
-    kernels and their autograd Function run as in eager mode."""
-    return fast_ssd_fn()(x, dt, A, B, C, chunk_size, D=D, initial_states=initial_states, return_final_states=True)
+    kernels and their autograd Function run as in eager mode. `seq_idx` goes to the kernel as the contiguous int32
+    tensor it reads (so its values must fit in int32)."""
+    kw = {} if seq_idx is None else dict(seq_idx=seq_idx.to(torch.int32).contiguous())
+    return fast_ssd_fn()(x, dt, A, B, C, chunk_size, D=D, initial_states=initial_states, return_final_states=True, **kw)
 
 @torch.compiler.disable
 def _fast_gated_norm(y, weight, z, eps, group_size):
@@ -278,12 +304,32 @@ def _launch_grid(pair, grid, *args, **meta):
     else:
         with _interpret_env('1'): pair[1][grid](*args, **meta)
 
-def causal_conv1d_ref(x, weight, bias=None, initial_state=None, silu: bool = True):
+def doc_taps(seq_idx: torch.Tensor, K: int) -> torch.Tensor:
+    """`[b, t, K]` bool: whether tap k of token i (the input at i - (K-1) + k) is in token i's document (False before
+    t = 0). The first index of each row, minus one, pads the front: never equal to a document's (rows nondecreasing)."""
+    front = (seq_idx[:, :1] - 1).expand(-1, K - 1)
+    return torch.cat([front, seq_idx], 1).unfold(1, K, 1) == seq_idx[..., None]
+
+def _conv_within_docs(xt, w, bias, seq_idx, silu: bool):
+    """Packed documents: the depthwise causal conv of xt [b, D, t] (weight w [D, 1, K]) with every tap that reads
+    another document (or before t = 0) zeroed, as in a document run alone -> [b, t, D]. The K taps are a window view of
+    the front-padded input, multiplied by the per-token masked weights and summed: a handful of kernels whatever K."""
+    K = w.shape[-1]
+    win = F.pad(xt, (K - 1, 0)).unfold(-1, K, 1)                              # [b, D, t, K], a view
+    y = (win * doc_taps(seq_idx, K)[:, None].to(xt.dtype) * w).sum(-1)        # w [D, 1, K] broadcasts over t
+    if bias is not None: y = y + bias[:, None]
+    return (F.silu(y) if silu else y).transpose(1, 2)
+
+def causal_conv1d_ref(x, weight, bias=None, initial_state=None, silu: bool = True, seq_idx=None):
     """The reference: x [b, t, D] (channels last, any strides), weight [D, K], bias [D] or None, initial_state
     [b, D, K-1] (the last K-1 inputs before x; zeros when None) -> y [b, t, D] = depthwise causal conv (+ SiLU),
-    in x's dtype (a transposed view)."""
+    in x's dtype (a transposed view). `seq_idx` [b, t] (packed documents, no initial_state): a tap whose input is in
+    another document contributes zero."""
+    check_seq_idx(seq_idx, x.shape[0], x.shape[1], x.device, None if initial_state is None else 'initial_state',
+                   'causal_conv1d')
     xt, k = x.transpose(1, 2), weight.shape[1]
     w, bb = weight.to(x.dtype)[:, None], None if bias is None else bias.to(x.dtype)
+    if seq_idx is not None: return _conv_within_docs(xt, w, bb, seq_idx, silu)
     if initial_state is None:   # zero history: let the conv pad (no extra copy), keep the first t outputs
         y = F.conv1d(xt, w, bb, padding=k - 1, groups=xt.shape[1])[..., :x.shape[1]]
     else:
@@ -397,15 +443,20 @@ def _causal_conv1d_pkg():
         except Exception: _FAST['conv'] = None
     return _FAST['conv']
 
-def causal_conv1d(x, weight, bias, initial_state=None, silu: bool = True, fast: bool | None = None):
+def causal_conv1d(x, weight, bias, initial_state=None, silu: bool = True, fast: bool | None = None, seq_idx=None):
     """Depthwise causal conv1d (+ SiLU) on channels-last x [b, t, D] with weight [D, K], bias [D] and an optional
     initial_state [b, D, K-1] -> [b, t, D] in x's dtype. `fast`: None = causal-conv1d's CUDA kernel when that package
     imports (on CUDA tensors), else the reference (`causal_conv1d_ref`); True = this module's Triton kernel (on the CPU
-    in Triton's interpreter: the tests' path; an opt-in until a GPU run has checked it); False = the reference."""
+    in Triton's interpreter: the tests' path; an opt-in until a GPU run has checked it); False = the reference.
+    `seq_idx` [b, t] (packed documents): the reference with `fast` None or False; `fast=True` raises `ValueError`."""
     if fast not in (None, True, False): raise ValueError(f'fast must be None, True or False, got {fast!r}')
     if x.dim() != 3 or weight.shape != (x.shape[2], weight.shape[1]) or bias is None or bias.shape != (x.shape[2],):
         raise ValueError(f'causal_conv1d: need x [b, t, D], weight [D, K] and bias [D]; got {tuple(x.shape)}, '
                          f'{tuple(weight.shape)}, {None if bias is None else tuple(bias.shape)}')
+    if seq_idx is not None:
+        if fast: raise ValueError('causal_conv1d(fast=True): the Triton kernel has no seq_idx (packed documents); '
+                                  'pass fast=None or False, which run the reference with seq_idx')
+        return causal_conv1d_ref(x, weight, bias, initial_state, silu, seq_idx=seq_idx)
     if fast is None:
         if not (x.is_cuda and x.dtype != torch.float64): fast = False
         elif (pkg := _causal_conv1d_pkg()) is not None:   # it takes x as [b, D, t] channels-last, and so the state
@@ -574,7 +625,7 @@ class Mamba2Mixer(nn.Module):
     gated RMSNorm(y·SiLU(z)) -> out_proj. Input [b, t, d_model] (already normalised), output the same shape.
     `fast`: None = mamba-ssm's Triton SSD on CUDA when importable, True = require it (ValueError naming what is
     missing), False = the PyTorch reference `ssd_chunked`. `fused_step=True` (opt-in): decode steps through the three
-    step kernels above where Triton runs, when no gradient is needed."""
+    step kernels above where Triton runs, when no gradient is needed. `forward(u, seq_idx=...)`: packed documents."""
     A_init_range, dt_min, dt_max, dt_init_floor, norm_eps = (1., 16.), 1e-3, 1e-1, 1e-4, 1e-5
 
     def __init__(self, d_model: int, d_state: int = 128, headdim: int = 64, expand: int = 2, ngroups: int = 1,
@@ -634,10 +685,11 @@ class Mamba2Mixer(nn.Module):
         if fast_ssd_fn() is None: _warn_no_fast_path(); return False
         return True
 
-    def _ssd(self, x, dt, A, B, C, initial_state, fast: bool):
+    def _ssd(self, x, dt, A, B, C, initial_state, fast: bool, seq_idx=None):
         if fast:
-            return _fast_ssd(x, dt, A, B, C, self.chunk_size, self.D, initial_state)
-        return ssd_chunked(x, dt, A, B, C, self.D, chunk_size=self.chunk_size, initial_state=initial_state)
+            return _fast_ssd(x, dt, A, B, C, self.chunk_size, self.D, initial_state, seq_idx)
+        return ssd_chunked(x, dt, A, B, C, self.D, chunk_size=self.chunk_size, initial_state=initial_state,
+                           seq_idx=seq_idx)
 
     def _gated_norm(self, y, z, fast: bool):
         "The gated RMSNorm; on the fast path mamba-ssm's fused Triton kernel (same math, one pass)."
@@ -662,9 +714,12 @@ class Mamba2Mixer(nn.Module):
         if cache.ssm_state is None or cache.conv_state is None or cache.ssm_state.shape[1:] != shape:
             raise ValueError('this cache was not made by this Mamba2Mixer: use mixer.init_state(batch)')
 
-    def forward(self, u, cache: InferenceCache | None = None):
-        "u [b, t, d_model] -> [b, t, d_model]. With `cache`: start from its state and write the final state back."
+    def forward(self, u, cache: InferenceCache | None = None, seq_idx=None):
+        """u [b, t, d_model] -> [b, t, d_model]. With `cache`: start from its state and write the final state back.
+        `seq_idx` [b, t] (packed documents, no cache): each document's outputs as if it ran alone from a zero state."""
         _check_mixer_input(self, u, cache)
+        check_seq_idx(seq_idx, u.shape[0], u.shape[1], u.device, None if cache is None else 'a cache',
+                       'Mamba2Mixer.forward')
         if cache is not None:
             self._check_cache(cache)
             if u.shape[1] == 1: return self.step(u, cache)
@@ -675,14 +730,14 @@ class Mamba2Mixer(nn.Module):
             full = torch.cat([state.to(xBC.dtype), xBC.transpose(1, 2)], -1)
             new_state = full[..., full.shape[-1] - (self.d_conv - 1):].detach()
         xBC = causal_conv1d(xBC, self.conv1d.weight[:, 0], self.conv1d.bias, state,
-                            fast=False if self.fast is False else None)           # conv + SiLU, channels last
+                            fast=False if self.fast is False else None, seq_idx=seq_idx)   # conv + SiLU, channels last
         if cache is not None: cache.conv_state.copy_(new_state)
         x, B, C = xBC.split(self._xBC_widths, -1)
         dt, A = self._dt_A(dt_raw)
         fast = self._use_fast(x)
         y, s = self._ssd(x.reshape(b, t, self.nheads, self.headdim), dt, A,
                          B.reshape(b, t, self.ngroups, self.d_state), C.reshape(b, t, self.ngroups, self.d_state),
-                         None if cache is None else cache.ssm_state, fast)
+                         None if cache is None else cache.ssm_state, fast, seq_idx)
         if cache is not None:
             cache.ssm_state.copy_(s.detach()); cache.seqlen += t
         return self.out_proj(self._gated_norm(y.reshape(b, t, self.d_inner), z, fast))
