@@ -11,9 +11,9 @@
 #                decode --compile (eager, graph and compiled graph after 1K and 32K tokens), then overheads with what
 #                is left -> $OUT/speed-*.json, $OUT/speed.log (SPEED_QUICK=1: the CPU check of the stage, tiny models;
 #                the eager training rows: tools/speed_check.py train)
-#   verify       the checks still owed to a GPU, in one call of under 10 minutes: the `#| cuda` cells of 02_mhc, 03_ssd,
-#                09_model and 12_generate side by side (each under VERIFY_NB_SECONDS, default 200; a notebook is filed in
-#                gpu_records.json only when every cell ran and passed), then tools/speed_check.py decode --compile
+#   verify       the checks still owed to a GPU, in one call of under 10 minutes: the `#| cuda` cells of 02_mhc,
+#                03_ssd, 05_memory, 09_model and 12_generate side by side (each under VERIFY_NB_SECONDS, default 200; a
+#                notebook is filed in gpu_records.json only when every cell ran and passed), then tools/speed_check.py decode --compile
 #                --fused_decode (under VERIFY_DECODE_SECONDS, default 225), then hm_bench --only ssd (the Triton conv
 #                against F.conv1d; VERIFY_BENCH_SECONDS, default 100) -> $OUT/*.ipynb, nb-*.log, speed-*.json, bench-ssd.json
 # Outputs go to $OUT (default $TMPDIR/gpu-out); COMMIT names the commit the records are filed under (default: git's
@@ -47,7 +47,7 @@ cells)
     --command 'python tools/run_nb.py NB --flags cuda --only-flagged --keep-going'
   cp nbs/gpu_records.json "$OUT/gpu_records.json" ;;
 verify)
-  nbs=(02_mhc 03_ssd 09_model 12_generate)
+  nbs=(02_mhc 03_ssd 05_memory 09_model 12_generate)
   for nb in "${nbs[@]}"; do
     timeout "${VERIFY_NB_SECONDS:-200}" python3 tools/run_nb.py "nbs/$nb.ipynb" --flags cuda --only-flagged --keep-going \
       > "$OUT/nb-$nb.log" 2>&1 &
