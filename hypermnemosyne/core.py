@@ -56,9 +56,9 @@ def check_seq_idx(seq_idx, b: int, t: int, device, state: str | None = None, wha
     if seq_idx.device != torch.device(device):
         raise ValueError(f'{what}: seq_idx is on {seq_idx.device}, the input on {device}: move it with .to({device})')
     if state is not None:
-        raise ValueError(f'{what}: seq_idx (packed documents, each from a fresh state) cannot be combined with {state}: '
-                         f'a packed forward is stateless. Drop {state} to pack documents, or drop seq_idx to continue '
-                         'one sequence from its state')
+        raise ValueError(f'{what}: seq_idx (packed documents, each from a fresh state) cannot be combined with '
+                         f'{state}: a packed forward is stateless. Drop {state} to pack documents, or drop seq_idx to '
+                         'continue one sequence from its state')
 
 # %% ../nbs/00_core.ipynb #204d2004
 def compile_for_gpu(kernel, signature: dict, constexprs: dict, arch: int = 90, num_warps: int = 4):
