@@ -146,6 +146,8 @@ def main(argv=None) -> int:
     p.add_argument('--compile', action='store_true', help='compiled blocks and memory writes (HMConfig compile=True, '
                    'mem_fast=None) for training, and the '
                    'compiled step for the graph (GraphedStep compile=True): the opt-ins, measured against the eager rows')
+    p.add_argument('--mem_compile', action='store_true', help="train: only the memory's chunk write compiled "
+                   '(mem_fast=None), blocks eager: that lever alone')
     p.add_argument('--fused_decode', action='store_true', help='decode: the fused decode kernels (HMConfig.fused_decode: '
                    "mHC's pre sides in 02_mhc, the SSD step in 03_ssd)")
     p.add_argument('--grad_checkpoint', type=_ckpt, default=True, metavar='all|none|K',
@@ -155,7 +157,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     dev = torch.device('cpu' if a.quick or not torch.cuda.is_available() else 'cuda')
     best = dict(grad_checkpoint=a.grad_checkpoint, stream_dtype='bfloat16' if dev.type == 'cuda' else 'float32',
-                compile=a.compile, mem_fast=None if a.compile else False)  # bf16 streams need autocast; --compile
+                compile=a.compile, mem_fast=None if a.compile or a.mem_compile else False)  # bf16 streams need autocast; --compile
                                                                            # also compiles the memory's chunk write
     rows, out = [], Path(a.out)
     if a.part == 'train':
