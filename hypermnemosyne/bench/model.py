@@ -108,7 +108,8 @@ def _overhead(label: str, a: dict, b: dict, name: str, error: str | None, **extr
 def _overhead_rows(run, base: HMConfig, rb: dict, name: str, gpu_rows: bool, n_pairs: int, view_len: int,
                    tokens: int, on_row=None) -> list[dict]:
     """Rows for the overheads of mHC, the memory, fp32 streams, compiled blocks and the compiled memory write (with
-    `gpu_rows`, on CUDA: an error row if compiling fails) and JEPA, each in the same run as `rb`; `on_row(rows)`, if given, after each row."""
+    `gpu_rows`, on CUDA: an error row if compiling fails) and JEPA, each in the same run as `rb`; `on_row(rows)`, if
+    given, after each row."""
     variants = [('mHC (vs residual)', dict(mhc_mode='residual')), ('memory (vs none)', dict(memory_layers=()))]
     if gpu_rows: variants += [('fp32 streams (vs bf16 streams)', dict(stream_dtype='float32')),
                               ('compiled blocks (vs eager)', dict(compile=None)),
