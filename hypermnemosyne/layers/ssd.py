@@ -310,13 +310,36 @@ def doc_taps(seq_idx: torch.Tensor, K: int) -> torch.Tensor:
     front = (seq_idx[:, :1] - 1).expand(-1, K - 1)
     return torch.cat([front, seq_idx], 1).unfold(1, K, 1) == seq_idx[..., None]
 
+def _windows(xt, K: int):
+    "[b, D, t, K] view of xt [b, D, t] front-padded with K-1 zeros: window t holds inputs t-K+1 .. t."
+    return F.pad(xt, (K - 1, 0)).unfold(-1, K, 1)
+
+class _DocConv(torch.autograd.Function):
+    """The depthwise causal conv of xt [b, D, t] with weight w [D, K] and per-token tap mask `taps` [b, 1, t, K] (xt's
+    dtype), no bias: sum_k w[d, k] taps[t, k] x[t-K+1+k]. Its backward recomputes the windows, so it keeps the input,
+    the weight and the mask, where plain autograd would keep the [b, D, t, K] product (K times the conv's input)."""
+    @staticmethod
+    def forward(ctx, xt, w, taps):
+        ctx.save_for_backward(xt, w, taps)
+        return (_windows(xt, w.shape[-1]) * taps * w[:, None]).sum(-1)
+
+    @staticmethod
+    def backward(ctx, dy):
+        xt, w, taps = ctx.saved_tensors
+        K, dx, dw = w.shape[-1], None, None
+        g = dy[..., None] * taps                                               # [b, D, t, K]
+        if ctx.needs_input_grad[1]: dw = (_windows(xt, K) * g).sum((0, 2))
+        if ctx.needs_input_grad[0]:                                            # each window entry back to its input
+            full = torch.ops.aten.unfold_backward(g * w[:, None], (*xt.shape[:-1], xt.shape[-1] + K - 1), -1, K, 1)
+            dx = full[..., K - 1:]
+        return dx, dw, None
+
 def _conv_within_docs(xt, w, bias, seq_idx, silu: bool):
     """Packed documents: the depthwise causal conv of xt [b, D, t] (weight w [D, 1, K]) with every tap that reads
-    another document (or before t = 0) zeroed, as in a document run alone -> [b, t, D]. The K taps are a window view of
-    the front-padded input, multiplied by the per-token masked weights and summed: a handful of kernels whatever K."""
+    another document (or before t = 0) zeroed, as in a document run alone -> [b, t, D]: `_DocConv` on the tap mask of
+    `doc_taps` (a window view times the masked weights, summed: a handful of kernels whatever K)."""
     K = w.shape[-1]
-    win = F.pad(xt, (K - 1, 0)).unfold(-1, K, 1)                              # [b, D, t, K], a view
-    y = (win * doc_taps(seq_idx, K)[:, None].to(xt.dtype) * w).sum(-1)        # w [D, 1, K] broadcasts over t
+    y = _DocConv.apply(xt, w[:, 0], doc_taps(seq_idx, K)[:, None].to(xt.dtype))
     if bias is not None: y = y + bias[:, None]
     return (F.silu(y) if silu else y).transpose(1, 2)
 
