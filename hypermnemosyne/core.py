@@ -15,8 +15,8 @@ import torch
 if 'TRITON_DEFAULT_FP_FUSION' not in os.environ: os.environ['TRITON_DEFAULT_FP_FUSION'] = '1'
 
 # %% auto #0
-__all__ = ['GPU_RECORDS', 'get_device', 'autocast_ctx', 'triton_available', 'check_seq_idx', 'compile_for_gpu', 'time_fn',
-           'device_name', 'source_commit', 'format_table', 'print_table', 'CliError', 'one_line', 'run_cli',
+__all__ = ['GPU_RECORDS', 'get_device', 'autocast_ctx', 'triton_available', 'check_seq_idx', 'doc_starts', 'compile_for_gpu',
+           'time_fn', 'device_name', 'source_commit', 'format_table', 'print_table', 'CliError', 'one_line', 'run_cli',
            'default_threads', 'set_threads', 'cell_key', 'is_cuda_cell', 'load_gpu_records', 'show_gpu_record',
            'cuda_cell_guard', 'install_cuda_cell_guard']
 
@@ -59,6 +59,12 @@ def check_seq_idx(seq_idx, b: int, t: int, device, state: str | None = None, wha
         raise ValueError(f'{what}: seq_idx (packed documents, each from a fresh state) cannot be combined with '
                          f'{state}: a packed forward is stateless. Drop {state} to pack documents, or drop seq_idx to '
                          'continue one sequence from its state')
+
+def doc_starts(seq_idx: torch.Tensor) -> torch.Tensor:
+    "Bool `[b, t]`: True where a document of `seq_idx` `[b, t]` starts (every row's first token included)."
+    start = torch.ones(seq_idx.shape, dtype=torch.bool, device=seq_idx.device)
+    start[:, 1:] = seq_idx[:, 1:] != seq_idx[:, :-1]
+    return start
 
 # %% ../nbs/00_core.ipynb #204d2004
 def compile_for_gpu(kernel, signature: dict, constexprs: dict, arch: int = 90, num_warps: int = 4):

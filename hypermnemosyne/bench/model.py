@@ -4,7 +4,7 @@
 
 # %% ../../nbs/13_bench/model.ipynb #0fb7cd1e
 from __future__ import annotations
-import gc, re, dataclasses, collections
+import gc, re, random, dataclasses, collections
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -49,8 +49,8 @@ def train_flops_per_token(config: HMConfig, seq_len: int, flop_params: int | Non
 def _bench_views(cfg: HMConfig, n_pairs: int, view_len: int, device) -> ViewBatch:
     """Random token view pairs laid out as a JEPA view batch, on `device`: every view row `view_len` tokens (view a
     `view_len - k_pred` tokens and its `<pred>`s, view b `view_len`), so packed rows fill exactly at aligned lengths."""
-    g = torch.Generator().manual_seed(0)
-    rand = lambda n: torch.randint(0, 256, (n,), generator=g).tolist()
+    rng = random.Random(0)       # host tokens: the same batch on any device, and under FakeTensorMode
+    rand = lambda n: [rng.randrange(256) for _ in range(n)]
     pairs = [(rand(view_len - cfg.jepa_k_pred), rand(view_len)) for _ in range(n_pairs)]
     return make_view_batch(pairs, cfg.pred_id, cfg.pad_id, k_pred=cfg.jepa_k_pred).to(device)
 
@@ -247,9 +247,7 @@ def count_step_ops(cfg: HMConfig, batch: int = 1, seq_len: int = 4096, fast: boo
         model = HyperMnemosyne(cfg).train()
         if fast and _HAS_TRITON: _fast_kernels(model)
         ids = torch.randint(0, 256, (batch, seq_len))
-    vb = None if views is None else _bench_views(cfg, *views, 'cpu')      # real tokens, then as fake tensors
-    if vb is not None: vb = dataclasses.replace(vb, **{k: fm.from_tensor(getattr(vb, k)) for k in ('ids', 'pred_pos',
-                                                                                                  'enc_pos')})
+        vb = None if views is None else _bench_views(cfg, *views, 'cpu')
     with fm, OpCounter(model) as c:
         loss, _ = model.loss(ids, vb)
         loss.backward()

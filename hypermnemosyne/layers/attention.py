@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
 from .ssd import InferenceCache, _check_mixer_input, _work_dtype
-from ..core import check_seq_idx
+from ..core import check_seq_idx, doc_starts
 
 # %% auto #0
 __all__ = ['KVCache', 'doc_positions', 'AttentionMixer']
@@ -93,11 +93,7 @@ def doc_positions(seq_idx):
     values is one document) -> long [b, t], 0 at every document start. Computed on the device without a host sync:
     the index of each run's first token is carried along the row by a cumulative max."""
     idx = torch.arange(seq_idx.shape[-1], device=seq_idx.device).expand(seq_idx.shape)
-    start = torch.ones(seq_idx.shape, dtype=torch.bool, device=seq_idx.device)
-    start[..., 1:] = seq_idx[..., 1:] != seq_idx[..., :-1]
-    return idx - torch.where(start, idx, 0).cummax(-1).values
-
-
+    return idx - torch.where(doc_starts(seq_idx), idx, 0).cummax(-1).values
 
 # %% ../../nbs/04_attention.ipynb #e56895ba
 _SDPA_VARLEN = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]

@@ -131,7 +131,6 @@ def _run_views(model_fn, ids, views: ViewBatch, pad_id, one_pass: bool, pack_ali
     """One forward (or two) over the LM rows and the views: `(logits of the LM rows' batch, pred [P, C], enc [P, C])`.
     Packed when `pack_align` is given and every view fits a row (`pack_views`), else `one_pass` decides."""
     B, T = ids.shape
-    P, r = views.n_pairs, torch.arange(views.n_pairs, device=ids.device)
     packed = None if pack_align is None else pack_views(views, T, pack_align)
     if packed is not None:
         packed = packed.to(ids.device, non_blocking=True)
@@ -147,6 +146,7 @@ def _run_views(model_fn, ids, views: ViewBatch, pad_id, one_pass: bool, pack_ali
     else:
         logits, _ = _split_out(model_fn(ids))
         _, hidden_v = _split_out(model_fn(views.ids))
+    P, r = views.n_pairs, torch.arange(views.n_pairs, device=ids.device)
     return logits, hidden_v[r, views.pred_pos], hidden_v[P + r, views.enc_pos]
 
 def lm_jepa_loss(model_fn, ids: torch.Tensor, views: ViewBatch | None = None, jepa_weight: float = 1.0,
@@ -204,7 +204,7 @@ def pack_views(views: ViewBatch, length: int, align: int = 1) -> PackedViews | N
     `views.lengths`, then one gather of `views.ids` on its device."""
     if not (isinstance(length, int) and length >= 1 and isinstance(align, int) and align >= 1):
         raise ValueError(f'pack_views needs a positive int length and align, got length={length!r}, align={align!r}')
-    lengths = list(views.lengths) or (views.ids != views.pad_id).sum(1).tolist()   # old ViewBatch: one sync
+    lengths = list(views.lengths) or (torch.cat([views.pred_pos, views.enc_pos]) + 1).tolist()   # built by hand
     place = _first_fit(lengths, length, align)
     if place is None: return None
     R, L, P = max(r for r, _ in place) + 1, views.ids.shape[1], views.n_pairs

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch._subclasses.fake_tensor import is_fake
 from .ssd import causal_conv1d_ref
-from ..core import check_seq_idx
+from ..core import check_seq_idx, doc_starts
 
 # %% auto #0
 __all__ = ['mlp_apply', 'mlp_grads', 'grad_norm', 'chunk_coefficients', 'memory_scan', 'memory_loop_reference', 'MemoryState',
@@ -344,8 +344,7 @@ class NeuralMemory(nn.Module):
         a chunk. The check costs one device->host sync per call (accepted: it is the only one); fake tensors (shapes
         only, as when `bench.model.count_step_ops` counts a step's ops) have no values to check."""
         C = self.chunk_size
-        start = torch.ones_like(seq_idx, dtype=torch.bool)
-        start[:, 1:] = seq_idx[:, 1:] != seq_idx[:, :-1]
+        start = doc_starts(seq_idx)
         inside = start.clone(); inside[:, ::C] = False
         if not is_fake(inside) and inside.any():
             r, p = inside.nonzero()[0].tolist()

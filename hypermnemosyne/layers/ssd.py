@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .mhc import _jit_pair, _interpret_env, _HAS_TRITON
-from ..core import triton_available, check_seq_idx
+from ..core import triton_available, check_seq_idx, doc_starts
 if _HAS_TRITON: import triton, triton.language as tl
 if TYPE_CHECKING: from hypermnemosyne.layers.attention import KVCache
 
@@ -69,7 +69,7 @@ def ssd_recurrent(x, dt, A, B, C, D=None, initial_state=None, seq_idx=None):
     Returns (y [b,l,h,p] in x's dtype, final_state [b,h,p,n] in fp32, or fp64 for fp64 input; the last document's)."""
     b, l, h, p, g, n = _check_ssd(x, dt, A, B, C, D, initial_state)
     check_seq_idx(seq_idx, b, l, x.device, None if initial_state is None else 'initial_state', 'ssd_recurrent')
-    starts = None if seq_idx is None else seq_idx[:, 1:] != seq_idx[:, :-1]   # [b, l-1]: a document starts at t+1
+    starts = None if seq_idx is None else doc_starts(seq_idx)                 # [b, l]
     wd, r = _work_dtype(x), h // g
     Bh = B.to(wd).repeat_interleave(r, dim=2)               # [b, l, h, n]: head k reads group k // r
     Ch = C.to(wd).repeat_interleave(r, dim=2)
@@ -78,7 +78,7 @@ def ssd_recurrent(x, dt, A, B, C, D=None, initial_state=None, seq_idx=None):
     s = x.new_zeros(b, h, p, n, dtype=wd) if initial_state is None else initial_state.to(wd)
     ys = []
     for t in range(l):
-        if starts is not None and t: s = torch.where(starts[:, t - 1, None, None, None], 0.0, s)
+        if starts is not None and t: s = torch.where(starts[:, t, None, None, None], 0.0, s)
         s = s * dA[:, t, :, None, None] + xdt[:, t, :, :, None] * Bh[:, t, :, None, :]
         ys.append((s * Ch[:, t, :, None, :]).sum(-1))      # [b, h, p]
     y = torch.stack(ys, 1) if ys else x.new_zeros(b, 0, h, p, dtype=wd)
