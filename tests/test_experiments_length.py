@@ -99,6 +99,11 @@ def test_verdicts_need_every_seed_and_three_of_them():
     close = [_rec('ssd+memory', s, 1.0, 0.97, 0.92, 0.7) for s in range(3)] + good[3:]
     assert analysis.verdicts(close)[3]['status'] == 'missed'       # ttl on - off = 0.22 < 0.3
     assert [v['status'] for v in analysis.verdicts([])] == ['missing'] * 4
+    # a later, longer run of the same arm and seed (another set) replaces a short one, in either order of the sets
+    short = [dict(r, steps_done=50) for r in one_bad]
+    for recs in (short + good, good + short):
+        assert [v['status'] for v in analysis.verdicts([dict(r, steps_done=r.get('steps_done', 500)) for r in recs])] \
+            == ['met'] * 4
 
 
 def test_diagnostics_find_the_needle_and_measure_the_memory():

@@ -200,8 +200,11 @@ def table(records: list[dict]) -> str:
 
 
 def _by_arm(records):
+    "{arm: {seed: record}}; where sets repeat an arm and seed, the run with the most finite steps (`steps_done`) counts."
     d = defaultdict(dict)
-    for r in records: d[r['arm']][r['seed']] = r
+    for r in records:
+        old = d[r['arm']].get(r['seed'])
+        if old is None or (r.get('steps_done') or 0) >= (old.get('steps_done') or 0): d[r['arm']][r['seed']] = r
     return d
 
 

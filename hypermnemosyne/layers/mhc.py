@@ -151,14 +151,14 @@ if _HAS_TRITON:
     _AGG_FWD, _AGG_BWD = _jit_pair(_agg_fwd_kernel), _jit_pair(_agg_bwd_kernel)
     _MIX_FWD, _MIX_BWD = _jit_pair(_mix_fwd_kernel), _jit_pair(_mix_bwd_kernel)
 
-def _launch(pair, M, *args, **meta):
-    """Run a kernel over M tokens: compiled on CUDA tensors, interpreted (with TRITON_INTERPRET=1 around the launch)
-    on CPU ones."""
-    on_cpu = not args[0].is_cuda
-    if on_cpu:
-        with _interpret_env('1'): pair[1][(M,)](*args, **meta)
+def _launch(pair, grid, *args, **meta):
+    """Run a kernel over `grid` programs (M tokens, or a tuple): compiled on CUDA tensors, interpreted (with
+    TRITON_INTERPRET=1 around the launch) on CPU ones."""
+    grid = grid if isinstance(grid, tuple) else (grid,)
+    if not args[0].is_cuda:
+        with _interpret_env('1'): pair[1][grid](*args, **meta)
     else:
-        pair[0][(M,)](*args, **meta)
+        pair[0][grid](*args, **meta)
 
 _BLOCK_C = None   # channel block override (the CPU tests set it small so the channel loop runs several times)
 
@@ -308,15 +308,12 @@ def hc_mix(h_res: torch.Tensor, h_post: torch.Tensor, streams: torch.Tensor, y: 
 
 # %% ../../nbs/02_mhc.ipynb #9609dad9
 if _HAS_TRITON:
-    def _pre_fwd_kernel(S, PHI, BPRE, BPOST, BRES, ALPHA, W, XN, HPRE, HPOST, HRES, eps,
-                        C: tl.constexpr, N: tl.constexpr, ITERS: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr,
-                        NORM: tl.constexpr):
-        # One program per token: the projection of the flattened streams onto φ's N²+2N columns (accumulated
-        # elementwise over blocks of BK inputs, reduced once) and their RMS; the gates; Sinkhorn on the N x N logits in
-        # registers; then the aggregate and the sublayer's RMSNorm in two passes over the channels (the norm needs the
-        # row's RMS first; the aggregate is recomputed rather than stored). φ, the projection and the aggregate are
-        # rounded to the streams' dtype where the reference's GEMM and hc_aggregate round them.
-        m = tl.program_id(0).to(tl.int64)
+    def _pre_part_kernel(S, PHI, WS, C: tl.constexpr, N: tl.constexpr, BK: tl.constexpr, SPLIT: tl.constexpr):
+        # Program (m, p) of a split-K projection: token m's flattened streams against φ's N²+2N columns over the input
+        # blocks p, p + SPLIT, p + 2·SPLIT, ... (accumulated elementwise, reduced once), and their sum of squares:
+        # N² + 2N + 1 partial sums to WS[m, p]. One program per token would walk all N·C/BK blocks one after another,
+        # each waiting on its loads; split over SPLIT programs the waits overlap (a decode step has only b tokens).
+        m, p = tl.program_id(0).to(tl.int64), tl.program_id(1)
         K: tl.constexpr = N * N + 2 * N
         NC: tl.constexpr = N * C
         SD = S.dtype.element_ty
@@ -325,7 +322,7 @@ if _HAS_TRITON:
         acc_post = tl.full([BK, N], 0.0, tl.float32)
         acc_res = tl.full([BK, N, N], 0.0, tl.float32)
         acc_sq = tl.full([BK], 0.0, tl.float32)
-        for k0 in range(0, NC, BK):
+        for k0 in range(p * BK, NC, SPLIT * BK):
             k = k0 + tl.arange(0, BK); mk = k < NC
             x = tl.load(S + m * NC + k, mask=mk, other=0.0).to(tl.float32)
             row = PHI + k.to(tl.int64) * K
@@ -337,10 +334,37 @@ if _HAS_TRITON:
             acc_post += x[:, None] * pq
             acc_res += x[:, None, None] * pr
             acc_sq += x * x
-        inv = 1.0 / tl.sqrt(tl.reduce(acc_sq, 0, tl.standard._sum_combine) / NC + eps)
-        z_pre = tl.reduce(acc_pre, 0, tl.standard._sum_combine).to(SD).to(tl.float32) * inv
-        z_post = tl.reduce(acc_post, 0, tl.standard._sum_combine).to(SD).to(tl.float32) * inv
-        L = tl.reduce(acc_res, 0, tl.standard._sum_combine).to(SD).to(tl.float32) * inv
+        out = WS + (m * SPLIT + p) * (K + 1)
+        tl.store(out + i, tl.reduce(acc_pre, 0, tl.standard._sum_combine))
+        tl.store(out + N + i, tl.reduce(acc_post, 0, tl.standard._sum_combine))
+        tl.store(out + 2 * N + i[:, None] * N + i[None, :], tl.reduce(acc_res, 0, tl.standard._sum_combine))
+        tl.store(out + K, tl.reduce(acc_sq, 0, tl.standard._sum_combine))
+
+    def _pre_fin_kernel(S, WS, BPRE, BPOST, BRES, ALPHA, W, XN, HPRE, HPOST, HRES, eps,
+                        C: tl.constexpr, N: tl.constexpr, ITERS: tl.constexpr, SPLIT: tl.constexpr,
+                        SP: tl.constexpr, BC: tl.constexpr, NORM: tl.constexpr):
+        # One program per token: the SPLIT partial sums added up; the projection rounded to the streams' dtype (where
+        # the reference's GEMM rounds it) over the RMS; the gates; Sinkhorn on the N x N logits in registers; then the
+        # aggregate and the sublayer's RMSNorm in two passes over the channels (the norm needs the row's RMS first; the
+        # aggregate is recomputed rather than stored, rounded where hc_aggregate rounds it).
+        m = tl.program_id(0).to(tl.int64)
+        K: tl.constexpr = N * N + 2 * N
+        NC: tl.constexpr = N * C
+        SD = S.dtype.element_ty
+        i = tl.arange(0, N)
+        q = tl.arange(0, SP); mq = q < SPLIT
+        part = WS + m * SPLIT * (K + 1) + q * (K + 1)
+        ssq = tl.reduce(tl.load(part + K, mask=mq, other=0.0), 0, tl.standard._sum_combine)
+        z_pre = tl.reduce(tl.load(part[:, None] + i[None, :], mask=mq[:, None], other=0.0),
+                          0, tl.standard._sum_combine)
+        z_post = tl.reduce(tl.load(part[:, None] + N + i[None, :], mask=mq[:, None], other=0.0),
+                           0, tl.standard._sum_combine)
+        L = tl.reduce(tl.load(part[:, None, None] + 2 * N + i[None, :, None] * N + i[None, None, :],
+                              mask=mq[:, None, None], other=0.0), 0, tl.standard._sum_combine)
+        inv = 1.0 / tl.sqrt(ssq / NC + eps)
+        z_pre = z_pre.to(SD).to(tl.float32) * inv
+        z_post = z_post.to(SD).to(tl.float32) * inv
+        L = L.to(SD).to(tl.float32) * inv
         h_pre = 1.0 / (1.0 + tl.exp(-(tl.load(BPRE + i) + tl.load(ALPHA) * z_pre)))
         h_post = 2.0 / (1.0 + tl.exp(-(tl.load(BPOST + i) + tl.load(ALPHA + 1) * z_post)))
         L = tl.load(BRES + i[:, None] * N + i[None, :]) + tl.load(ALPHA + 2) * L
@@ -367,21 +391,25 @@ if _HAS_TRITON:
                 xa = (xa * r).to(SD).to(tl.float32) * tl.load(W + c, mask=mc, other=0.0).to(SD).to(tl.float32)
             tl.store(XN + m * C + c, xa.to(XN.dtype.element_ty), mask=mc)
 
-    _PRE_FWD = _jit_pair(_pre_fwd_kernel)
+    _PRE_PART, _PRE_FIN = _jit_pair(_pre_part_kernel), _jit_pair(_pre_fin_kernel)
 
     @torch.library.custom_op('hypermnemosyne::hc_pre_infer', mutates_args=())
     def _pre_op(s: torch.Tensor, phi: torch.Tensor, b_pre: torch.Tensor, b_post: torch.Tensor, b_res: torch.Tensor,
                 alpha: torch.Tensor, w: torch.Tensor, eps: float, norm: bool,
                 iters: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """s [M, n, c] -> (x [M, c], s's dtype: the aggregate through the RMSNorm with weight `w` when `norm`;
-        h_pre [M, n], h_post [M, n], h_res [M, n, n], fp32)."""
+        h_pre [M, n], h_post [M, n], h_res [M, n, n], fp32). Two kernels: the split-K projection, then the rest."""
         M, n, c = s.shape
         s = s.contiguous()
         x = s.new_empty(M, c)
         f32 = dict(device=s.device, dtype=torch.float32)
         hp, hq, hr = torch.empty(M, n, **f32), torch.empty(M, n, **f32), torch.empty(M, n, n, **f32)
-        prm = [t.contiguous().float() for t in (phi, b_pre, b_post, b_res, alpha)]
-        if M: _launch(_PRE_FWD, M, s, *prm, w.contiguous(), x, hp, hq, hr, eps, **_pre_meta(n, c, norm, iters))
+        part, fin = _pre_meta(n, c, norm, iters)
+        ws = torch.empty(M, part['SPLIT'], n * n + 2 * n + 1, **f32)
+        prm = [t.contiguous().float() for t in (b_pre, b_post, b_res, alpha)]
+        if M:
+            _launch(_PRE_PART, (M, part['SPLIT']), s, phi.contiguous().float(), ws, **part)
+            _launch(_PRE_FIN, M, s, ws, *prm, w.contiguous(), x, hp, hq, hr, eps, **fin)
         return x, hp, hq, hr
 
     @_pre_op.register_fake
@@ -390,11 +418,18 @@ if _HAS_TRITON:
         return (s.new_empty(M, c), s.new_empty(M, n, dtype=torch.float32), s.new_empty(M, n, dtype=torch.float32),
                 s.new_empty(M, n, n, dtype=torch.float32))
 
-def _pre_meta(n, c, norm, iters):
-    "Compile-time sizes of the pre kernel: BK inputs of the projection per step ([BK, n, n] in registers), BC channels."
-    return dict(C=c, N=n, ITERS=iters, BK=_BLOCK_C or max(4, 1024 // (n * n)),
-                BC=_BLOCK_C or min(1024 // n, 1 << (c - 1).bit_length()), NORM=norm, num_warps=4)
+_PRE_SPLIT = 64   # most programs per token in the projection (the CPU tests set it small: several blocks per program)
 
+def _pre_meta(n, c, norm, iters):
+    """Compile-time sizes of the two pre kernels: the projection's BK inputs per block ([BK, n, n] in registers) over
+    SPLIT programs per token (one block each at `base`'s size: 3,072 inputs in 48 blocks of 64), and the second
+    kernel's BC channels per pass (all 768 of `base` in one)."""
+    bk = _BLOCK_C or max(4, 1024 // (n * n))
+    split = min(_PRE_SPLIT, -(-n * c // bk))
+    part = dict(C=c, N=n, BK=bk, SPLIT=split, num_warps=4)
+    fin = dict(C=c, N=n, ITERS=iters, SPLIT=split, SP=max(2, 1 << (split - 1).bit_length()),
+               BC=_BLOCK_C or min(4096 // n, 1 << (c - 1).bit_length()), NORM=norm, num_warps=4)
+    return part, fin
 
 # %% ../../nbs/02_mhc.ipynb #f9139840
 class _Project(torch.autograd.Function):
@@ -434,7 +469,7 @@ class HyperConnection(nn.Module):
     interpreter, for tests), False = the torch reference throughout (Sinkhorn included); Sinkhorn takes its kernel
     wherever `sinkhorn_knopp(fast=None)` does, and with `fast=True` wherever triton runs it (n in 2, 4, 8, 16).
     `fused_pre=True` (opt-in): at decode steps (t = 1) with no gradient needed, where the fused kernels run and n is
-    one of those, the whole pre side (coefficients, aggregate, norm) is the one kernel `hc_pre_infer`."""
+    one of those, the whole pre side (coefficients, aggregate, norm) is `hc_pre_infer` (two kernels)."""
     def __init__(self, dim: int, n_streams: int = 4, mode: str = 'mhc', dynamic: bool = True, layer_idx: int = 0,
                  sinkhorn_iters: int = 20, bias_init: str = 'soft', norm: bool = True, eps: float = 1e-6,
                  fast: bool | None = None, fused_pre: bool = False):
@@ -552,7 +587,7 @@ class HyperConnection(nn.Module):
         return _use_fast(streams, self.fast)
 
     def _pre_fused(self, streams):
-        "`(x_in, h_pre, h_post, h_res)` from the one kernel: x_in already through the sublayer's RMSNorm."
+        "`(x_in, h_pre, h_post, h_res)` from the fused kernels: x_in already through the sublayer's RMSNorm."
         b, t, n, c = streams.shape
         norm = isinstance(self.norm, nn.RMSNorm)
         x, hp, hq, hr = _pre_op(streams.reshape(b * t, n, c), self.phi, self.b_pre, self.b_post, self.b_res, self.alpha,
