@@ -35,9 +35,12 @@ def autocast_ctx(device=None, dtype: torch.dtype | None = None, enabled: bool | 
     return torch.autocast(device_type=dev.type, dtype=dtype or torch.bfloat16)
 
 # %% ../nbs/00_core.ipynb #cc0a96dd
+# looked up once: decode steps ask at every call, and Dynamo (torch 2.11) breaks the graph at find_spec
+_TRITON_INSTALLED = importlib.util.find_spec('triton') is not None
+
 def triton_available(device=None) -> bool:
     "True when Triton kernels can run for `device`: CUDA with Triton installed, or `TRITON_INTERPRET=1` on the CPU."
-    if importlib.util.find_spec('triton') is None: return False
+    if not _TRITON_INSTALLED: return False
     dev = get_device(device)
     return dev.type == 'cuda' or os.environ.get('TRITON_INTERPRET') == '1'
 

@@ -362,11 +362,17 @@ class HyperMnemosyne(nn.Module):
 
     # --- state -------------------------------------------------------------------------------------------------
     def init_state(self, batch: int, device=None, dtype=None) -> ModelState:
-        "A fresh state for `batch` sequences (empty caches; memory at its learned initial weights)."
+        """A fresh state for `batch` sequences (empty caches; memory at its learned initial weights). `dtype` (default:
+        the parameters') is that of every cache, except that without one the attention layers' KV caches take
+        autocast's dtype where the model runs under autocast (bf16 on CUDA by default): their keys and values are made
+        in it, so a wider cache holds the same values and would only be cast back at every step, all of it."""
         device = get_device(device) if device is not None else self.embed.weight.device
+        amp = self.config.autocast if self.config.autocast is not None else device.type == 'cuda'
+        kv = dtype or (torch.bfloat16 if amp else self.embed.weight.dtype)
         dtype = dtype or self.embed.weight.dtype
         return ModelState(
-            mixer=[b.mixer.init_state(batch, device, dtype) for b in self.blocks],
+            mixer=[b.mixer.init_state(batch, device, kv if isinstance(b.mixer, AttentionMixer) else dtype)
+                   for b in self.blocks],
             memory=[b.memory.init_state(batch, device, dtype) if b.has_memory else None for b in self.blocks])
 
     # --- forward ------------------------------------------------------------------------------------------------

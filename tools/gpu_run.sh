@@ -12,10 +12,12 @@
 #                is left -> $OUT/speed-*.json, $OUT/speed.log (SPEED_QUICK=1: the CPU check of the stage, tiny models;
 #                the eager training rows: tools/speed_check.py train)
 #   verify       the checks still owed to a GPU, in one call of under 10 minutes: the `#| cuda` cells of 02_mhc,
-#                03_ssd, 05_memory, 09_model and 12_generate side by side (each under VERIFY_NB_SECONDS, default 200; a
-#                notebook is filed in gpu_records.json only when every cell ran and passed), then tools/speed_check.py decode --compile
-#                --fused_decode (under VERIFY_DECODE_SECONDS, default 225), then hm_bench --only ssd (the Triton conv
-#                against F.conv1d; VERIFY_BENCH_SECONDS, default 100) -> $OUT/*.ipynb, nb-*.log, speed-*.json, bench-ssd.json
+#                05_memory and 12_generate side by side (each under VERIFY_NB_SECONDS, default 200; a notebook is filed
+#                in gpu_records.json only when every cell ran and passed), then tools/speed_check.py decode --compile
+#                --fused_decode (under VERIFY_DECODE_SECONDS, default 225) -> $OUT/verify.tgz (the notebooks, their logs,
+#                gpu_records.json, speed-*.json: a call brings back at most 8 files)
+#   verify-heavy the notebooks whose `#| cuda` cells compile for minutes: 03_ssd and 09_model side by side, each under
+#                VERIFY_NB_SECONDS (default 540; at 420 s neither finished on an H200), filed as in verify -> $OUT/verify-heavy.tgz
 # Outputs go to $OUT (default $TMPDIR/gpu-out); COMMIT names the commit the records are filed under (default: git's
 # HEAD; a copy of the tree without .git needs it).
 set -euo pipefail
@@ -36,7 +38,7 @@ speed_part() {  # speed_part NAME SECONDS ARGS...: one tools/speed_check.py part
   timeout "$secs" python3 tools/speed_check.py "$@" ${SPEED_QUICK:+--quick} --out "$OUT/speed-$name.json" >> "$OUT/speed.log" 2>&1 \
     || echo "== $name: exit $? (124: timed out)" | tee -a "$OUT/speed.log"
 }
-stage=${1:?usage: bash tools/gpu_run.sh cells NB... | verify | bench | ablations | memtask | ddp | speed}; shift
+stage=${1:?usage: bash tools/gpu_run.sh cells NB... | verify | verify-heavy | bench | ablations | memtask | ddp | speed}; shift
 case $stage in
 cells)
   [ $# -gt 0 ] || { echo 'cells: name the notebooks, e.g. nbs/02_mhc.ipynb' >&2; exit 2; }
@@ -46,29 +48,31 @@ cells)
   python3 tools/gpu_records.py add "$@" --commit "$COMMIT" \
     --command 'python tools/run_nb.py NB --flags cuda --only-flagged --keep-going'
   cp nbs/gpu_records.json "$OUT/gpu_records.json" ;;
-verify)
-  nbs=(02_mhc 03_ssd 05_memory 09_model 12_generate)
+verify|verify-heavy)
+  if [ "$stage" = verify ]; then nbs=(02_mhc 05_memory 12_generate); secs=${VERIFY_NB_SECONDS:-200}
+  else nbs=(03_ssd 09_model); secs=${VERIFY_NB_SECONDS:-540}; fi
   for nb in "${nbs[@]}"; do
-    timeout "${VERIFY_NB_SECONDS:-200}" python3 tools/run_nb.py "nbs/$nb.ipynb" --flags cuda --only-flagged --keep-going \
+    timeout "$secs" python3 tools/run_nb.py "nbs/$nb.ipynb" --flags cuda --only-flagged --keep-going \
       > "$OUT/nb-$nb.log" 2>&1 &
   done
   wait || true
-  clean=()
+  clean=(); files=()
   for nb in "${nbs[@]}"; do
-    cp "nbs/$nb.ipynb" "$OUT/"; tail -n 3 "$OUT/nb-$nb.log"
+    cp "nbs/$nb.ipynb" "$OUT/"; files+=("$nb.ipynb" "nb-$nb.log"); tail -n 3 "$OUT/nb-$nb.log"
     grep -q "^$nb.ipynb: ran in [0-9.]* s$" "$OUT/nb-$nb.log" && clean+=("nbs/$nb.ipynb")
   done
   if [ ${#clean[@]} -gt 0 ]; then
     python3 tools/gpu_records.py add "${clean[@]}" --commit "$COMMIT" \
       --command 'python tools/run_nb.py NB --flags cuda --only-flagged --keep-going' \
-      && cp nbs/gpu_records.json "$OUT/gpu_records.json" || echo "gpu_records: nothing filed"
+      && cp nbs/gpu_records.json "$OUT/gpu_records.json" && files+=(gpu_records.json) || echo "gpu_records: nothing filed"
   fi
-  timeout "${VERIFY_DECODE_SECONDS:-225}" python3 tools/speed_check.py decode --compile --fused_decode \
-    --out "$OUT/speed-decode-compiled-fused.json" > "$OUT/speed-decode.log" 2>&1 || echo "decode: exit $? (124: timed out)"
-  tail -n 30 "$OUT/speed-decode.log"
-  timeout "${VERIFY_BENCH_SECONDS:-100}" python3 -c 'import sys; from hypermnemosyne import hm_bench; sys.exit(hm_bench())' \
-    --only ssd --repeats 1 --out "$OUT/bench-ssd.json" > "$OUT/bench-ssd.log" 2>&1 || echo "bench ssd: exit $?"
-  tail -n 12 "$OUT/bench-ssd.log" ;;
+  if [ "$stage" = verify ]; then
+    timeout "${VERIFY_DECODE_SECONDS:-225}" python3 tools/speed_check.py decode --compile --fused_decode \
+      --out "$OUT/speed-decode-compiled-fused.json" > "$OUT/speed-decode.log" 2>&1 || echo "decode: exit $? (124: timed out)"
+    tail -n 30 "$OUT/speed-decode.log"; files+=(speed-decode.log)
+    [ -f "$OUT/speed-decode-compiled-fused.json" ] && files+=(speed-decode-compiled-fused.json)
+  fi
+  tar czf "$OUT/$stage.tgz" -C "$OUT" "${files[@]}" ;;
 bench)
   python3 -c 'import sys; from hypermnemosyne import hm_bench; sys.exit(hm_bench())' --out "$OUT/bench.json" \
     2>&1 | tee "$OUT/bench.log" | tail -80 ;;
@@ -91,5 +95,5 @@ speed)
   speed_part train-compiled $(left 280) train --compile; speed_part decode-compiled $(left 120) decode --compile
   speed_part overheads $(left) overheads
   tail -n 60 "$OUT/speed.log" ;;
-*) echo "unknown stage $stage: cells, verify, bench, ablations, memtask, ddp or speed" >&2; exit 2 ;;
+*) echo "unknown stage $stage: cells, verify, verify-heavy, bench, ablations, memtask, ddp or speed" >&2; exit 2 ;;
 esac

@@ -322,8 +322,8 @@ if _HAS_TRITON:
         acc_post = tl.full([BK, N], 0.0, tl.float32)
         acc_res = tl.full([BK, N, N], 0.0, tl.float32)
         acc_sq = tl.full([BK], 0.0, tl.float32)
-        for k0 in range(p * BK, NC, SPLIT * BK):
-            k = k0 + tl.arange(0, BK); mk = k < NC
+        for j in range(0, (NC + SPLIT * BK - 1) // (SPLIT * BK)):   # a constant trip count (the last blocks masked)
+            k = (p + j * SPLIT) * BK + tl.arange(0, BK); mk = k < NC
             x = tl.load(S + m * NC + k, mask=mk, other=0.0).to(tl.float32)
             row = PHI + k.to(tl.int64) * K
             pp = tl.load(row[:, None] + i[None, :], mask=mk[:, None], other=0.0).to(SD).to(tl.float32)
