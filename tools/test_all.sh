@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Every test, in the order that fails fastest: library/notebook sync, README freshness, notebooks, integration tests.
-# GPU cells (`#| cuda`) and long ones (`#| slow`) are skipped here; on a GPU run: nbdev_test --flags "cuda slow" --n_workers 1
+# GPU cells (`#| cuda`) and long ones (`#| slow`) are skipped here; on a GPU run: python tools/test_nbs.py --flags "cuda slow" --n_workers 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1} PYTHONHASHSEED=0 MPLBACKEND=Agg
 python tools/check_export.py
 python tools/readme.py --check
 start=$(date +%s)
-echo "nbdev_test: every notebook (about 3 minutes on 2 cores; each is printed as it starts and ends)"
-timeout 900 nbdev_test --n_workers "${HM_TEST_WORKERS:-2}" --do_print --timing ${HM_TEST_FLAGS:+--flags "$HM_TEST_FLAGS"}
+echo "nbdev_test: every notebook, each in a fresh process (about 3 minutes on 2 cores; tools/test_nbs.py)"
+timeout 900 python tools/test_nbs.py --n_workers "${HM_TEST_WORKERS:-2}" ${HM_TEST_FLAGS:+--flags "$HM_TEST_FLAGS"}
 echo "nbdev_test: $(( $(date +%s) - start )) s"
 echo "pytest: integration tests (CLIs, a real Jupyter kernel, the widget in a browser)"
 # The browser test first trains the README's tiny run (about 5 minutes on one core): it runs in a second process beside
