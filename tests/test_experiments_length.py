@@ -122,7 +122,7 @@ def test_diagnostics_find_the_needle_and_measure_the_memory():
         assert s['needle'] > s['random'] + 0.1                    # writing the document moves M(k) towards v
         assert d['read'][blk]['question'] > 0 and d['grads'][blk]['W_K'] > 0 and d['grads'][blk]['gate_lr'] > 0
         assert len(d['surprise'][blk]) == 256 and all(math.isfinite(x) for x in d['surprise'][blk])
-    assert sum(d['surprise']['needle']) == b - a and d['grads']['rest_rms'] > 0
+    assert sum(d['surprise']['needle']) == b - a and d['grads']['rest_rms'] > 0 and d['grads']['rest_median'] > 0
     assert all(p.grad is None for p in model.parameters())        # the gradient probe leaves no gradients behind
     try: analysis.needle_span([65] * 50); raise AssertionError('needle_span accepted a document without a needle')
     except ValueError: pass

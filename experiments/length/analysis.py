@@ -91,8 +91,8 @@ def read_ratio(x, y, ask) -> dict:
 def grad_norms(model, loss_fn) -> dict:
     """Does the outer loop train the memory's projections? One backward of `loss_fn()` (a training forward of
     `model`); per memory block the gradient norms of W_Q, W_K, W_V (the rows of `qkv`), the three gates (learning rate,
-    momentum, decay), out_proj and the initial fast weights; `rest_rms`: the mean per-parameter gradient norm of the
-    model's other matrices, for scale."""
+    momentum, decay), out_proj and the initial fast weights; `rest_rms` and `rest_median`: the mean and the median
+    per-parameter gradient norm of the model's other matrices, for scale (one large gradient can carry the mean)."""
     was = model.training; model.train(); model.zero_grad(set_to_none=True)
     loss_fn().backward()
     nrm = lambda t: 0.0 if t is None else t.float().norm().item()
@@ -109,6 +109,7 @@ def grad_norms(model, loss_fn) -> dict:
                            init_weights=sum(nrm(w.grad) ** 2 for w in m.init_weights) ** 0.5)
     rest = [nrm(p.grad) for p in model.parameters() if id(p) not in mem_ids and p.ndim == 2 and p.grad is not None]
     out['rest_rms'] = sum(rest) / max(1, len(rest))
+    out['rest_median'] = sorted(rest)[len(rest) // 2] if rest else 0.0
     model.zero_grad(set_to_none=True); model.train(was)
     return out
 
@@ -310,6 +311,8 @@ def plot_diagnostics(r: dict, title: str | None = None):
     for j, b in enumerate(blocks):
         axs[2].bar([i + j * 0.4 for i in range(len(names))], [dg['grads'][b][n] for n in names], 0.4, label=f'block {b}')
     axs[2].axhline(dg['grads']['rest_rms'], color='k', ls=':', lw=1, label='other matrices (mean)')
+    if 'rest_median' in dg['grads']:
+        axs[2].axhline(dg['grads']['rest_median'], color='k', ls='--', lw=1, label='other matrices (median)')
     axs[2].set(xticks=range(len(names)), yscale='log', title='outer-loop gradient norms'); axs[2].legend(fontsize=7)
     axs[2].set_xticklabels(names, rotation=60, fontsize=7)
     if 'surprise' in dg:
