@@ -243,14 +243,14 @@ class HMBlock(nn.Module):
         c = config
         self.idx, self.attention, self.has_memory = idx, c.is_attention(idx), idx in c.memory_layers
         l = first_sublayer
-        def hc():
+        def hc(cast_in=True):   # the mixers and the MLP start with a matmul; the memory layer norms its input first
             nonlocal l
             h = HyperConnection(c.d_model, c.streams, mode=c.mhc_mode, dynamic=c.mhc_dynamic, layer_idx=l,
-                                fused_pre=c.fused_decode)
+                                fused_pre=c.fused_decode, cast_in=cast_in)
             l += 1
             return h
         if self.has_memory:
-            self.memory_hc = hc()
+            self.memory_hc = hc(cast_in=False)
             self.memory = MemoryLayer(c.d_model, n_heads=c.mem_heads, depth=c.mem_depth, chunk_size=c.mem_chunk,
                                       max_grad_norm=c.mem_max_grad_norm, fast=c.mem_fast)
         self.mixer_hc = hc()

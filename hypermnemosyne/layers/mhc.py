@@ -395,13 +395,14 @@ if _HAS_TRITON:
 
     @torch.library.custom_op('hypermnemosyne::hc_pre_infer', mutates_args=())
     def _pre_op(s: torch.Tensor, phi: torch.Tensor, b_pre: torch.Tensor, b_post: torch.Tensor, b_res: torch.Tensor,
-                alpha: torch.Tensor, w: torch.Tensor, eps: float, norm: bool,
-                iters: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """s [M, n, c] -> (x [M, c], s's dtype: the aggregate through the RMSNorm with weight `w` when `norm`;
-        h_pre [M, n], h_post [M, n], h_res [M, n, n], fp32). Two kernels: the split-K projection, then the rest."""
+                alpha: torch.Tensor, w: torch.Tensor, eps: float, norm: bool, iters: int,
+                out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """s [M, n, c] -> (x [M, c] in `out_dtype`: the aggregate through the RMSNorm with weight `w` when `norm`,
+        computed in s's dtype and rounded once at the store; h_pre [M, n], h_post [M, n], h_res [M, n, n], fp32). Two
+        kernels: the split-K projection, then the rest."""
         M, n, c = s.shape
         s = s.contiguous()
-        x = s.new_empty(M, c)
+        x = s.new_empty(M, c, dtype=out_dtype)
         f32 = dict(device=s.device, dtype=torch.float32)
         hp, hq, hr = torch.empty(M, n, **f32), torch.empty(M, n, **f32), torch.empty(M, n, n, **f32)
         part, fin = _pre_meta(n, c, norm, iters)
@@ -413,9 +414,10 @@ if _HAS_TRITON:
         return x, hp, hq, hr
 
     @_pre_op.register_fake
-    def _(s, phi, b_pre, b_post, b_res, alpha, w, eps, norm, iters):
+    def _(s, phi, b_pre, b_post, b_res, alpha, w, eps, norm, iters, out_dtype):
         M, n, c = s.shape
-        return (s.new_empty(M, c), s.new_empty(M, n, dtype=torch.float32), s.new_empty(M, n, dtype=torch.float32),
+        f32 = dict(dtype=torch.float32)
+        return (s.new_empty(M, c, dtype=out_dtype), s.new_empty(M, n, **f32), s.new_empty(M, n, **f32),
                 s.new_empty(M, n, n, dtype=torch.float32))
 
 _PRE_SPLIT = 64   # most programs per token in the projection (the CPU tests set it small: several blocks per program)
@@ -469,10 +471,13 @@ class HyperConnection(nn.Module):
     interpreter, for tests), False = the torch reference throughout (Sinkhorn included); Sinkhorn takes its kernel
     wherever `sinkhorn_knopp(fast=None)` does, and with `fast=True` wherever triton runs it (n in 2, 4, 8, 16).
     `fused_pre=True` (opt-in): at decode steps (t = 1) with no gradient needed, where the fused kernels run and n is
-    one of those, the whole pre side (coefficients, aggregate, norm) is `hc_pre_infer` (two kernels)."""
+    one of those, the whole pre side (coefficients, aggregate, norm) is `hc_pre_infer` (two kernels). `cast_in=True`
+    says that `f` first feeds its input to matmuls that autocast casts (the model's mixers and MLPs, not its memory
+    layer, which norms it first): the fused pre side then writes it in autocast's dtype under autocast, the same
+    rounding of the same fp32 value, without a separate cast kernel."""
     def __init__(self, dim: int, n_streams: int = 4, mode: str = 'mhc', dynamic: bool = True, layer_idx: int = 0,
                  sinkhorn_iters: int = 20, bias_init: str = 'soft', norm: bool = True, eps: float = 1e-6,
-                 fast: bool | None = None, fused_pre: bool = False):
+                 fast: bool | None = None, fused_pre: bool = False, cast_in: bool = False):
         super().__init__()
         if mode not in ('mhc', 'hc', 'residual'):
             raise ValueError(f"mode must be 'mhc', 'hc' or 'residual', got {mode!r}")
@@ -481,6 +486,7 @@ class HyperConnection(nn.Module):
             raise ValueError(f'n_streams must be a positive int, got {n_streams!r}')
         _check_fast_arg(fast)
         if not isinstance(fused_pre, bool): raise ValueError(f'fused_pre must be True or False, got {fused_pre!r}')
+        if not isinstance(cast_in, bool): raise ValueError(f'cast_in must be True or False, got {cast_in!r}')
         if mode == 'residual' and n_streams != 1:
             raise ValueError(f"mode='residual' is the plain residual baseline and needs n_streams=1 (got {n_streams}); "
                              "use expand_streams(x, 1), or mode='mhc'/'hc' for several streams")
@@ -490,7 +496,7 @@ class HyperConnection(nn.Module):
         self.dim, self.n, self.mode, self.dynamic, self.layer_idx = dim, n_streams, mode, dynamic, layer_idx
         self.sinkhorn_iters, self.bias_init, self.eps = sinkhorn_iters, bias_init, eps
         self.norm = nn.RMSNorm(dim, eps=eps) if norm else nn.Identity()
-        self.record, self.last, self.fast, self.fused_pre = False, None, fast, fused_pre
+        self.record, self.last, self.fast, self.fused_pre, self.cast_in = False, None, fast, fused_pre, cast_in
         if mode == 'residual': return
         n = n_streams
         if dynamic:
@@ -587,11 +593,13 @@ class HyperConnection(nn.Module):
         return _use_fast(streams, self.fast)
 
     def _pre_fused(self, streams):
-        "`(x_in, h_pre, h_post, h_res)` from the fused kernels: x_in already through the sublayer's RMSNorm."
+        """`(x_in, h_pre, h_post, h_res)` from the fused kernels: x_in already through the sublayer's RMSNorm, and with
+        `cast_in` under autocast already in autocast's dtype."""
         b, t, n, c = streams.shape
-        norm = isinstance(self.norm, nn.RMSNorm)
+        norm, dev = isinstance(self.norm, nn.RMSNorm), streams.device.type
+        out = torch.get_autocast_dtype(dev) if self.cast_in and torch.is_autocast_enabled(dev) else streams.dtype
         x, hp, hq, hr = _pre_op(streams.reshape(b * t, n, c), self.phi, self.b_pre, self.b_post, self.b_res, self.alpha,
-                                self.norm.weight if norm else self.b_pre, self.eps, norm, self.sinkhorn_iters)
+                                self.norm.weight if norm else self.b_pre, self.eps, norm, self.sinkhorn_iters, out)
         return x.view(b, t, c), hp.view(b, t, n), hq.view(b, t, n), hr.view(b, t, n, n)
 
     def _norm(self, x):
