@@ -76,7 +76,7 @@ def test_miniature_writes_complete_jsons_that_the_verdicts_read(tmp_path):
     assert analysis.passkey_acc(mem, 16, ttl=False) is not None and analysis.mqar_acc(mem, ttl=False) is not None
     assert mem['eval']['mqar']['layout'] == 'zoology' and mem['eval']['mqar_end']['layout'] == 'end'
     assert len(mem['eval']['mqar']['acc']['ttl_off']) == len(mem['eval']['mqar']['n_pairs']) == 4   # 4-32 pairs at 128
-    assert set(mem['diagnostics']) == {'store', 'read', 'grads', 'surprise'} and 'diagnostics' not in next(x for x in recs if x['arm'] == 'ssd')
+    assert set(mem['diagnostics']) == {'store', 'read', 'grads', 'surprise', 'gates'} and 'diagnostics' not in next(x for x in recs if x['arm'] == 'ssd')
     assert analysis.table(recs).count('| mini |') == 2
     v = {x['goal']: x['status'] for x in analysis.verdicts(recs)}
     assert len(v) == 4 and set(v.values()) <= {'missed', 'too few seeds'}
@@ -122,8 +122,12 @@ def test_diagnostics_find_the_needle_and_measure_the_memory():
         assert s['needle'] > s['random'] + 0.1                    # writing the document moves M(k) towards v
         assert d['read'][blk]['question'] > 0 and d['grads'][blk]['W_K'] > 0 and d['grads'][blk]['gate_lr'] > 0
         assert len(d['surprise'][blk]) == 256 and all(math.isfinite(x) for x in d['surprise'][blk])
+        gv, mem = d['gates'][blk], model.blocks[int(blk)].memory.memory
+        assert 0 < gv['out_gate'] < 1 and 0 < gv['theta'] < mem.max_lr and 0 < gv['eta'] < 1 and 0 < gv['alpha'] < 1
     assert sum(d['surprise']['needle']) == b - a and d['grads']['rest_rms'] > 0 and d['grads']['rest_median'] > 0
     assert all(p.grad is None for p in model.parameters())        # the gradient probe leaves no gradients behind
+    with torch.no_grad(): model.blocks[int(blocks[0])].memory.gate.bias.fill_(-20.0)   # a memory turned down shows
+    assert analysis.memory_gates(model, doc.tokens)[blocks[0]]['out_gate'] < 1e-6 < d['gates'][blocks[0]]['out_gate']
     try: analysis.needle_span([65] * 50); raise AssertionError('needle_span accepted a document without a needle')
     except ValueError: pass
 

@@ -136,6 +136,25 @@ def memory_read(model, ids, mask) -> dict:
     return {str(i): read_ratio(seen[i][0], seen[i][1], ask) for i, _ in memory_layers(model)}
 
 
+def gate_values(layer: MemoryLayer, x) -> dict:
+    """Is the memory turned down? From the layer's input `x` [b, t, d], means over tokens of its output gate
+    sigmoid(gate(norm(x))) (`out_gate`, in (0, 1): what reaches the stream) and of the memory's inner learning rate θ
+    (`theta`, up to `max_lr`), momentum η (`eta`) and forgetting α (`alpha`), as `NeuralMemory.project` computes them."""
+    mem = layer.memory
+    h = F.rms_norm(x.float(), layer.norm.normalized_shape, layer.norm.weight.float(), layer.norm.eps)
+    with torch.no_grad():
+        gate = torch.sigmoid(F.linear(h, layer.gate.weight.float(), layer.gate.bias.float()))
+        g = mem.project(h.to(mem.qkv.weight.dtype), mem.init_state(h.shape[0], h.device, torch.float32))[3]
+    return dict(out_gate=gate.mean().item(), theta=g[..., 0].mean().item(), eta=g[..., 1].mean().item(),
+                alpha=g[..., 2].mean().item())
+
+
+def memory_gates(model, ids) -> dict:
+    "`gate_values` of every memory block over the document `ids` [1, t] (the inputs each block gets, writing on)."
+    seen = _run_with_hooks(model, ids)
+    return {str(i): gate_values(layer, seen[i][0]) for i, layer in memory_layers(model)}
+
+
 def memory_grad_norms(model, ids, mask) -> dict:
     "`grad_norms` of the answer cross-entropy of the passkey document `ids` with answer `mask` (no state)."
     dev = next(model.parameters()).device
@@ -156,9 +175,10 @@ def surprise_trace(model, ids) -> dict:
 
 
 def diagnostics(model, doc, mask) -> dict:
-    "All four diagnostics on one passkey document `doc` [1, t] with its answer `mask` [1, t]."
+    "The four diagnostics and the gate values on one passkey document `doc` [1, t] with its answer `mask` [1, t]."
     return dict(store=needle_store(model, doc), read=memory_read(model, doc, mask),
-                grads=memory_grad_norms(model, doc, mask), surprise=surprise_trace(model, doc))
+                grads=memory_grad_norms(model, doc, mask), surprise=surprise_trace(model, doc),
+                gates=memory_gates(model, doc))
 
 
 # ------------------------------------------------------------------------------------------------- reading the JSONs
