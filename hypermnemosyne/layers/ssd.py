@@ -613,18 +613,20 @@ if _HAS_TRITON:
     def _(ssm_state, xbc, dt_raw, dt_bias, A_log, D, ngroups): return ssm_state.new_empty(ssm_state.shape[:3])
 
     @torch.library.custom_op('hypermnemosyne::gated_rms_norm_step', mutates_args=())
-    def _gnorm_op(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: float, ngroups: int) -> torch.Tensor:
-        "y [b, d] fp32, z [b, d] (the gate), weight [d] -> RMSNorm(y·SiLU(z)) per group of d/ngroups, times weight."
+    def _gnorm_op(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: float, ngroups: int,
+                  out_dtype: torch.dtype) -> torch.Tensor:
+        """y [b, d] fp32, z [b, d] (the gate), weight [d] -> RMSNorm(y·SiLU(z)) per group of d/ngroups, times weight, in
+        `out_dtype` (computed in fp32, rounded once at the store)."""
         y, z = y.contiguous(), _rows(z)
         b, d = y.shape
-        out = torch.empty_like(y)
+        out = torch.empty_like(y, dtype=out_dtype)
         gs = d // ngroups
         if b: _launch_grid(_GNORM, (b, ngroups), y, z, weight.contiguous(), out, z.stride(0), eps, G=ngroups, GS=gs,
                            BC=_STEP_BP or min(1024, 1 << (gs - 1).bit_length()))
         return out
 
     @_gnorm_op.register_fake
-    def _(y, z, weight, eps, ngroups): return torch.empty_like(y)
+    def _(y, z, weight, eps, ngroups, out_dtype): return torch.empty_like(y, dtype=out_dtype)
 
 
 # %% ../../nbs/03_ssd.ipynb #3e0f7b8c
@@ -778,7 +780,10 @@ class Mamba2Mixer(nn.Module):
             xBC = _conv_step_op(cache.conv_state, xBC, self.conv1d.weight[:, 0], self.conv1d.bias)
             y = _ssm_step_op(cache.ssm_state, xBC, dt_raw, self.dt_bias, self.A_log, self.D, self.ngroups)
             cache.seqlen += 1
-            y = _gnorm_op(y.view(b, self.d_inner), z, self.norm.weight, self.norm.eps, self.ngroups)
+            # under autocast, written in autocast's dtype: out_proj would round the same fp32 values to it first
+            dev = u.device.type
+            out = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else y.dtype
+            y = _gnorm_op(y.view(b, self.d_inner), z, self.norm.weight, self.norm.eps, self.ngroups, out)
             return self.out_proj(y.view(b, 1, self.d_inner))
         win = torch.cat([cache.conv_state.to(xBC.dtype), xBC[..., None]], -1)       # [b, conv_dim, d_conv]
         cache.conv_state.copy_(win[..., 1:].detach())
