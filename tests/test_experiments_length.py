@@ -70,6 +70,9 @@ def test_miniature_writes_complete_jsons_that_the_verdicts_read(tmp_path):
     assert sorted(x['arm'] for x in recs) == ['ssd', 'ssd+memory'] and all(x['smoke'] and x['set'] == 'mini' for x in recs)
     for x in recs:
         assert x['complete'] and x['steps_done'] == 2 and x['skipped'] == 0 and [c['step'] for c in x['curve']] == [1, 2]
+        blocks = {str(i) for i in x['model']['memory_layers']}
+        assert all(set(c.get('gates', {})) == blocks and all(0 < g['out_gate'] < 1 for g in c.get('gates', {}).values())
+                   for c in x['curve'])                           # memory arms: the gates at every curve point
         assert x['eval']['passkey']['lengths'] == [128, 512, 2048] and '--arms ssd,ssd+memory' in x['command']
         assert all(0 <= analysis.passkey_acc(x, m) <= 1 for m in (1, 4, 16)) and len(x['commit']) >= 7
     mem = next(x for x in recs if x['arm'] == 'ssd+memory')

@@ -138,6 +138,13 @@ def progress(step: int, steps: int, t_start: float, stop_at: float | None) -> fl
     return min(1.0, p)
 
 
+def curve_gates(model, doc) -> dict:
+    "`analysis.memory_gates` of `model` on `doc` [1, t] in eval mode (then back to the mode it was in)."
+    was = model.training; model.eval()
+    try: return analysis.memory_gates(model, doc)
+    finally: model.train(was)
+
+
 def train_run(spec: dict, tokens: np.ndarray, stop_at: float | None = None, log=print, save=None) -> tuple[dict, HyperMnemosyne]:
     "Train one (arm, seed); returns (record without provenance, model). `save(rec)`, if given, is called after the evaluation too."
     t0 = time.time()
@@ -154,6 +161,7 @@ def train_run(spec: dict, tokens: np.ndarray, stop_at: float | None = None, log=
     loader = TokenLoader(tokens, B - n_task, T - 1, seed=spec['seed'])
     rng = np.random.default_rng(spec['seed'] + 4242)
     curve, sums, done, t_train, skipped, first_bad = [], [0.0, 0.0, 0], 0, time.time(), 0, None
+    gate_doc = passkey(T, 0.5, seed=31337).tokens           # the diagnostics' document, for the gates along the curve
     model.train()
     for step in range(spec['steps']):
         p = progress(step, spec['steps'], t_train, stop_at)
@@ -183,6 +191,7 @@ def train_run(spec: dict, tokens: np.ndarray, stop_at: float | None = None, log=
         if spec['eval_every'] and sums[2] and (done % spec['eval_every'] == 0 or last):
             pk = passkey_1x(model, T, spec['curve_n'])
             curve.append(dict(step=done, lm_loss=sums[0] / sums[2], task_loss=sums[1] / sums[2], passkey_1x=pk))
+            if cfg.memory_layers: curve[-1]['gates'] = curve_gates(model, gate_doc)   # is the memory turned down?
             log(f"{spec['arm']} s{spec['seed']} step {done}: lm {sums[0] / sums[2]:.3f} task {sums[1] / sums[2]:.3f} passkey1x {pk:.2f}")
             sums = [0.0, 0.0, 0]
     train_s = time.time() - t_train
