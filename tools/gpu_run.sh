@@ -16,6 +16,9 @@
 #                in gpu_records.json only when every cell ran and passed), then tools/speed_check.py decode --compile
 #                --fused_decode (under VERIFY_DECODE_SECONDS, default 225) -> $OUT/verify.tgz (the notebooks, their logs,
 #                gpu_records.json, speed-*.json: a call brings back at most 8 files)
+#   length       study B of issue 16 for one call: experiments/length/run.py with ARMS (default: the two memory arms),
+#                SEEDS (default 0), STEPS (default 3000), --mem_compile, a 540 s deadline, into
+#                experiments/length/results/$SET (default h200-next) -> $OUT/length.tgz, $OUT/length.log
 #   verify-heavy the notebooks whose `#| cuda` cells compile for minutes: 03_ssd and 09_model side by side, each under
 #                VERIFY_NB_SECONDS (default 540; at 420 s neither finished on an H200), filed as in verify -> $OUT/verify-heavy.tgz
 # Outputs go to $OUT (default $TMPDIR/gpu-out); COMMIT names the commit the records are filed under (default: git's
@@ -38,7 +41,7 @@ speed_part() {  # speed_part NAME SECONDS ARGS...: one tools/speed_check.py part
   timeout "$secs" python3 tools/speed_check.py "$@" ${SPEED_QUICK:+--quick} --out "$OUT/speed-$name.json" >> "$OUT/speed.log" 2>&1 \
     || echo "== $name: exit $? (124: timed out)" | tee -a "$OUT/speed.log"
 }
-stage=${1:?usage: bash tools/gpu_run.sh cells NB... | verify | verify-heavy | bench | ablations | memtask | ddp | speed}; shift
+stage=${1:?usage: bash tools/gpu_run.sh cells NB... | verify | verify-heavy | length | bench | ablations | memtask | ddp | speed}; shift
 case $stage in
 cells)
   [ $# -gt 0 ] || { echo 'cells: name the notebooks, e.g. nbs/02_mhc.ipynb' >&2; exit 2; }
@@ -73,6 +76,12 @@ verify|verify-heavy)
     [ -f "$OUT/speed-decode-compiled-fused.json" ] && files+=(speed-decode-compiled-fused.json)
   fi
   tar czf "$OUT/$stage.tgz" -C "$OUT" "${files[@]}" ;;
+length)
+  set_dir="experiments/length/results/${SET:-h200-next}"
+  timeout 570 python3 experiments/length/run.py --arms "${ARMS:-ssd+memory,ssd+swa+memory}" --seeds "${SEEDS:-0}" \
+    --steps "${STEPS:-3000}" --mem_compile --deadline 540 --eval_reserve 150 --out "$set_dir" \
+    > "$OUT/length.log" 2>&1 || echo "length: exit $? (124: timed out)"
+  tar czf "$OUT/length.tgz" "$set_dir"; tail -n 20 "$OUT/length.log" ;;
 bench)
   python3 -c 'import sys; from hypermnemosyne import hm_bench; sys.exit(hm_bench())' --out "$OUT/bench.json" \
     2>&1 | tee "$OUT/bench.log" | tail -80 ;;
@@ -95,5 +104,5 @@ speed)
   speed_part train-compiled $(left 280) train --compile; speed_part decode-compiled $(left 120) decode --compile
   speed_part overheads $(left) overheads
   tail -n 60 "$OUT/speed.log" ;;
-*) echo "unknown stage $stage: cells, verify, verify-heavy, bench, ablations, memtask, ddp or speed" >&2; exit 2 ;;
+*) echo "unknown stage $stage: cells, verify, verify-heavy, length, bench, ablations, memtask, ddp or speed" >&2; exit 2 ;;
 esac
