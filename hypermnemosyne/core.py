@@ -15,10 +15,10 @@ import torch
 if 'TRITON_DEFAULT_FP_FUSION' not in os.environ: os.environ['TRITON_DEFAULT_FP_FUSION'] = '1'
 
 # %% auto #0
-__all__ = ['GPU_RECORDS', 'get_device', 'autocast_ctx', 'triton_available', 'check_seq_idx', 'doc_starts', 'compile_for_gpu',
-           'time_fn', 'device_name', 'source_commit', 'format_table', 'print_table', 'CliError', 'one_line', 'run_cli',
-           'default_threads', 'set_threads', 'cell_key', 'is_cuda_cell', 'load_gpu_records', 'show_gpu_record',
-           'cuda_cell_guard', 'install_cuda_cell_guard']
+__all__ = ['GPU_RECORDS', 'get_device', 'autocast_ctx', 'autocast_dtype', 'triton_available', 'check_seq_idx', 'doc_starts',
+           'compile_for_gpu', 'time_fn', 'device_name', 'source_commit', 'format_table', 'print_table', 'CliError',
+           'one_line', 'run_cli', 'default_threads', 'set_threads', 'cell_key', 'is_cuda_cell', 'load_gpu_records',
+           'show_gpu_record', 'cuda_cell_guard', 'install_cuda_cell_guard']
 
 # %% ../nbs/00_core.ipynb #e18f366c
 def get_device(device=None) -> torch.device:
@@ -33,6 +33,11 @@ def autocast_ctx(device=None, dtype: torch.dtype | None = None, enabled: bool | 
     if enabled is None: enabled = dev.type == 'cuda'
     if not enabled: return contextlib.nullcontext()
     return torch.autocast(device_type=dev.type, dtype=dtype or torch.bfloat16)
+
+def autocast_dtype(device_type: str, default: torch.dtype) -> torch.dtype:
+    """The dtype autocast casts matmul inputs to on `device_type` where it is on, else `default`: what a kernel that
+    feeds a matmul can write directly, so that the matmul has nothing to cast."""
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else default
 
 # %% ../nbs/00_core.ipynb #cc0a96dd
 # looked up once: decode steps ask at every call, and Dynamo (torch 2.11) breaks the graph at find_spec

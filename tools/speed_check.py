@@ -156,9 +156,9 @@ def main(argv=None) -> int:
                    metavar='N,N', help='decode: prompt lengths (the first is the eager row\'s; growth is against it)')
     a = p.parse_args(argv)
     dev = torch.device('cpu' if a.quick or not torch.cuda.is_available() else 'cuda')
+    # bf16 streams need autocast; --compile also compiles the memory's chunk write, --mem_compile only that
     best = dict(grad_checkpoint=a.grad_checkpoint, stream_dtype='bfloat16' if dev.type == 'cuda' else 'float32',
-                compile=a.compile, mem_fast=None if a.compile or a.mem_compile else False)  # bf16 streams need autocast; --compile
-                                                                           # also compiles the memory's chunk write
+                compile=a.compile, mem_fast=None if a.compile or a.mem_compile else False)
     rows, out = [], Path(a.out)
     if a.part == 'train':
         b, t, reps = (2, 64, 2) if a.quick else (8, 4096, 5)

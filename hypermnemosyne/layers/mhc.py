@@ -8,7 +8,7 @@ import os, contextlib
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import triton_available
+from ..core import triton_available, autocast_dtype
 from ..ops.sinkhorn import (sinkhorn_knopp, sinkhorn_knopp_ref, sinkhorn_uses_triton, _sk_fwd_triton,
                                          _sk_bwd_triton, _TRITON_NS)
 
@@ -418,7 +418,7 @@ if _HAS_TRITON:
         M, n, c = s.shape
         f32 = dict(dtype=torch.float32)
         return (s.new_empty(M, c, dtype=out_dtype), s.new_empty(M, n, **f32), s.new_empty(M, n, **f32),
-                s.new_empty(M, n, n, dtype=torch.float32))
+                s.new_empty(M, n, n, **f32))
 
 _PRE_SPLIT = 64   # most programs per token in the projection (the CPU tests set it small: several blocks per program)
 
@@ -596,8 +596,8 @@ class HyperConnection(nn.Module):
         """`(x_in, h_pre, h_post, h_res)` from the fused kernels: x_in already through the sublayer's RMSNorm, and with
         `cast_in` under autocast already in autocast's dtype."""
         b, t, n, c = streams.shape
-        norm, dev = isinstance(self.norm, nn.RMSNorm), streams.device.type
-        out = torch.get_autocast_dtype(dev) if self.cast_in and torch.is_autocast_enabled(dev) else streams.dtype
+        norm = isinstance(self.norm, nn.RMSNorm)
+        out = autocast_dtype(streams.device.type, streams.dtype) if self.cast_in else streams.dtype
         x, hp, hq, hr = _pre_op(streams.reshape(b * t, n, c), self.phi, self.b_pre, self.b_post, self.b_res, self.alpha,
                                 self.norm.weight if norm else self.b_pre, self.eps, norm, self.sinkhorn_iters, out)
         return x.view(b, t, c), hp.view(b, t, n), hq.view(b, t, n), hr.view(b, t, n, n)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .mhc import _jit_pair, _interpret_env, _HAS_TRITON
-from ..core import triton_available, check_seq_idx, doc_starts
+from .mhc import _jit_pair, _interpret_env, _launch, _HAS_TRITON
+from ..core import triton_available, check_seq_idx, doc_starts, autocast_dtype
 if _HAS_TRITON: import triton, triton.language as tl
 if TYPE_CHECKING: from hypermnemosyne.layers.attention import KVCache
 
@@ -298,12 +298,6 @@ def _check_mixer_input(mod, u, cache, what='forward'):
             raise ValueError(f'cache was allocated for batch {cache.batch}, input has batch {u.shape[0]}')
 
 # %% ../../nbs/03_ssd.ipynb #72052d29
-def _launch_grid(pair, grid, *args, **meta):
-    "Run a `_jit_pair` kernel: compiled for CUDA tensors, interpreted (TRITON_INTERPRET=1 around it) on CPU ones."
-    if args[0].is_cuda: pair[0][grid](*args, **meta)
-    else:
-        with _interpret_env('1'): pair[1][grid](*args, **meta)
-
 def doc_taps(seq_idx: torch.Tensor, K: int) -> torch.Tensor:
     """`[b, t, K]` bool: whether tap k of token i (the input at i - (K-1) + k) is in token i's document (False before
     t = 0). The first index of each row, minus one, pads the front: never equal to a document's (rows nondecreasing)."""
@@ -427,7 +421,7 @@ if _HAS_TRITON:
         weight, bias, y = weight.contiguous(), bias.contiguous(), x.new_empty(x.shape)
         if x.numel():
             grid, blk = _conv_grid(x)
-            _launch_grid(_CONV_FWD, grid, x, weight, bias, y, x.shape[1], x.shape[2], *x.stride(),
+            _launch(_CONV_FWD, grid, x, weight, bias, y, x.shape[1], x.shape[2], *x.stride(),
                          K=weight.shape[1], SILU=silu, **blk)
         return y
 
@@ -443,7 +437,7 @@ if _HAS_TRITON:
         if not x.numel(): return dx, torch.zeros_like(weight), torch.zeros_like(bias)
         grid, blk = _conv_grid(x)
         parts = torch.empty(grid[0] * grid[1], x.shape[2], K + 1, device=x.device, dtype=torch.float32)
-        _launch_grid(_CONV_BWD, grid, x, weight, bias, dy, dx, parts, x.shape[1], x.shape[2], *x.stride(),
+        _launch(_CONV_BWD, grid, x, weight, bias, dy, dx, parts, x.shape[1], x.shape[2], *x.stride(),
                      K=K, SILU=silu, **blk)
         dwb = parts.sum(0)
         return dx, dwb[:, :K].to(weight.dtype).contiguous(), dwb[:, K].to(bias.dtype).contiguous()
@@ -582,7 +576,7 @@ if _HAS_TRITON:
             raise ValueError(f'conv_state must be contiguous [b, D, K-1] = {(b, D, weight.shape[1] - 1)}, '
                              f'got {tuple(conv_state.shape)}')
         y = xbc.new_empty(b, D)
-        if b: _launch_grid(_CONV_STEP, (b, triton.cdiv(D, 256)), conv_state, xbc, weight.contiguous(),
+        if b: _launch(_CONV_STEP, (b, triton.cdiv(D, 256)), conv_state, xbc, weight.contiguous(),
                            bias.contiguous(), y, D, xbc.stride(0), K=weight.shape[1], BD=256)
         return y
 
@@ -604,7 +598,7 @@ if _HAS_TRITON:
                              f'got {tuple(xbc.shape)}, {tuple(dt_raw.shape)} ({ssm_state.dtype})')
         y = ssm_state.new_empty(b, H, P)
         meta = _step_meta(P, N)
-        if b: _launch_grid(_SSM_STEP, (b, H, triton.cdiv(P, meta['BP'])), ssm_state, xbc, dt_raw, dt_bias.contiguous(),
+        if b: _launch(_SSM_STEP, (b, H, triton.cdiv(P, meta['BP'])), ssm_state, xbc, dt_raw, dt_bias.contiguous(),
                            A_log.contiguous(), D.contiguous(), y, xbc.stride(0), dt_raw.stride(0), H, R=H // ngroups,
                            P=P, N=N, DIN=H * P, GN=ngroups * N, **meta)
         return y
@@ -621,7 +615,7 @@ if _HAS_TRITON:
         b, d = y.shape
         out = torch.empty_like(y, dtype=out_dtype)
         gs = d // ngroups
-        if b: _launch_grid(_GNORM, (b, ngroups), y, z, weight.contiguous(), out, z.stride(0), eps, G=ngroups, GS=gs,
+        if b: _launch(_GNORM, (b, ngroups), y, z, weight.contiguous(), out, z.stride(0), eps, G=ngroups, GS=gs,
                            BC=_STEP_BP or min(1024, 1 << (gs - 1).bit_length()))
         return out
 
@@ -781,9 +775,8 @@ class Mamba2Mixer(nn.Module):
             y = _ssm_step_op(cache.ssm_state, xBC, dt_raw, self.dt_bias, self.A_log, self.D, self.ngroups)
             cache.seqlen += 1
             # under autocast, written in autocast's dtype: out_proj would round the same fp32 values to it first
-            dev = u.device.type
-            out = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else y.dtype
-            y = _gnorm_op(y.view(b, self.d_inner), z, self.norm.weight, self.norm.eps, self.ngroups, out)
+            y = _gnorm_op(y.view(b, self.d_inner), z, self.norm.weight, self.norm.eps, self.ngroups,
+                          autocast_dtype(u.device.type, y.dtype))
             return self.out_proj(y.view(b, 1, self.d_inner))
         win = torch.cat([cache.conv_state.to(xBC.dtype), xBC[..., None]], -1)       # [b, conv_dim, d_conv]
         cache.conv_state.copy_(win[..., 1:].detach())
