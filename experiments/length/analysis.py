@@ -59,6 +59,11 @@ def _run_with_hooks(model, ids, ttl: bool = True) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------- diagnostics
+def memory_input(layer: MemoryLayer, x):
+    "What the layer's `NeuralMemory` reads from its input `x` [b, t, d]: x through the layer's RMSNorm, in fp32."
+    return F.rms_norm(x.float(), layer.norm.normalized_shape, layer.norm.weight.float(), layer.norm.eps)
+
+
 def store_cosines(layer: MemoryLayer, x, state, pos, ref_pos=None, n_random: int = 64, seed: int = 0) -> dict:
     """How well the fast weights in `state` (after the whole sequence) recall what was written at token positions `pos`
     (the same for every row of `x` [b, t, d], the layer's input): mean cosine of M(k) and v there (`stored`), the same
@@ -66,7 +71,7 @@ def store_cosines(layer: MemoryLayer, x, state, pos, ref_pos=None, n_random: int
     unit keys (`random`), and of M(k) and v at `ref_pos` (`reference`, None without). Stored shows stored > init and
     stored > random."""
     mem, g = layer.memory, torch.Generator().manual_seed(seed)
-    h = F.rms_norm(x.float(), layer.norm.normalized_shape, layer.norm.weight.float(), layer.norm.eps)
+    h = memory_input(layer, x)
     with torch.no_grad():
         q, k, v, _, _ = mem.project(h, mem.init_state(h.shape[0], h.device, torch.float32))
         ws = [w.float() for w in state.weights]
@@ -141,7 +146,7 @@ def gate_values(layer: MemoryLayer, x) -> dict:
     sigmoid(gate(norm(x))) (`out_gate`, in (0, 1): what reaches the stream) and of the memory's inner learning rate θ
     (`theta`, up to `max_lr`), momentum η (`eta`) and forgetting α (`alpha`), as `NeuralMemory.project` computes them."""
     mem = layer.memory
-    h = F.rms_norm(x.float(), layer.norm.normalized_shape, layer.norm.weight.float(), layer.norm.eps)
+    h = memory_input(layer, x)
     with torch.no_grad():
         gate = torch.sigmoid(F.linear(h, layer.gate.weight.float(), layer.gate.bias.float()))
         g = mem.project(h.to(mem.qkv.weight.dtype), mem.init_state(h.shape[0], h.device, torch.float32))[3]
