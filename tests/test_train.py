@@ -1,7 +1,7 @@
 """Integration tests of `hm_train` that need separate processes: the CLI end to end, kill-and-resume (SIGKILL, SIGINT),
 bad input through the CLI, and `torchrun` DDP with 2 CPU processes (gloo). Small settings: the whole file runs in
 well under 3 minutes on 2 cores. The notebook nbs/11_train.ipynb holds the fast in-process tests."""
-import json, os, signal, subprocess, sys, time
+import contextlib, json, os, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 import pytest
 
@@ -18,16 +18,29 @@ SLOW = ("import sys, time, hypermnemosyne.train.loop as T; f = T.lr_factor; "
 def hm_train(*args, timeout=240):
     return run_group(['hm_train', *args], timeout=timeout)
 
+def _tree(pid):
+    "`pid` and every process below it (Linux /proc), parents before children."
+    out, todo = [], [pid]
+    while todo:
+        q = todo.pop(0); out.append(q)
+        with contextlib.suppress(OSError):
+            for t in os.listdir(f'/proc/{q}/task'):
+                todo += [int(c) for c in Path(f'/proc/{q}/task/{t}/children').read_text().split()]
+    return out
+
 def run_group(cmd, timeout=300):
-    """`subprocess.run(cmd)` in its own process group, killed whole on a timeout: a timed-out `torchrun` killed alone
-    would leave its worker processes running after the test."""
-    p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
-    try: out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL); p.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+    """`subprocess.run(cmd)` with its output in files, every process below it killed on a timeout. torchrun starts each
+    worker in a session of its own, so killing torchrun's process group alone left a hung worker running, and a pipe
+    it held open kept the test waiting past any timeout (seen once: a gloo worker that did not exit)."""
+    with tempfile.TemporaryFile('w+') as fo, tempfile.TemporaryFile('w+') as fe:
+        p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=fo, stderr=fe, text=True, start_new_session=True)
+        try: p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for q in reversed(_tree(p.pid)):
+                with contextlib.suppress(OSError): os.kill(q, signal.SIGKILL)
+            p.wait(); raise
+        fo.seek(0); fe.seek(0)
+        return subprocess.CompletedProcess(cmd, p.returncode, fo.read(), fe.read())
 
 def metrics(run):
     rows = [json.loads(l) for l in (Path(run) / 'metrics.jsonl').read_text().splitlines() if l.strip()]

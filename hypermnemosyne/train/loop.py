@@ -4,7 +4,7 @@
 
 # %% ../../nbs/11_train.ipynb #2d2581c3
 from __future__ import annotations
-import os, json, math, time, random, signal, argparse, itertools, contextlib
+import gc, os, json, math, time, random, signal, argparse, itertools, contextlib
 from dataclasses import dataclass, field, asdict, fields, MISSING
 from pathlib import Path
 import numpy as np
@@ -717,7 +717,11 @@ def train(cfg: TrainConfig, callback=None, callbacks: list[Callback] = ()) -> di
             if cfg.rank_logs: cbs.append(RankLog())
             if callback is not None: cbs.append(FnCallback(callback))
             _fit(run, cbs)
-            return _summary(run, t_start)
+            s = _summary(run, t_start)
+            # DDP's reducer holds the process group: free it while the group is up (a gloo worker was once seen
+            # hanging in the teardown after its group was destroyed)
+            del run, cbs; gc.collect()
+            return s
         finally:
             if own_pg: dist.destroy_process_group()
     finally:
